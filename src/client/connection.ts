@@ -1,0 +1,566 @@
+/**
+ * One server, one socket, many requests in flight. Requests are written in order (all requests
+ * made in one turn of the event loop go out in a single socket write) and replies are matched
+ * to them in order, with the `O` opaque token checked on every meta reply. The connection
+ * reconnects by itself with capped, jittered backoff and reads the server's identity (`stats`:
+ * pid and boot epoch) every time it connects, so upper layers can tell a restart from a blip.
+ */
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+import tls from 'node:tls'
+import {
+  AuthError,
+  ClosedError,
+  ConnectionClosedError,
+  ConnectionError,
+  ConnectTimeoutError,
+  ProtocolError,
+  RequestTimeoutError,
+  ServerError,
+  type MemcachedLockError,
+} from '../errors.js'
+import { ReplyDecoder, type MetaReply, type Reply, type StatsReply } from '../protocol/decoder.js'
+import {
+  encodeAuth,
+  encodeMetaArithmetic,
+  encodeMetaDelete,
+  encodeMetaGet,
+  encodeMetaNoop,
+  encodeMetaSet,
+  encodeStats,
+  encodeVersion,
+} from '../protocol/encoder.js'
+import type { WireKey } from '../protocol/keys.js'
+import { formatAddress, type ServerAddress } from './server-address.js'
+
+/** Options of one connection. All times in milliseconds. */
+export interface ConnectionOptions {
+  /** Time allowed for TCP connect, TLS handshake, authentication and the identity read. @default 2000 */
+  connectTimeoutMs?: number
+  /** Time allowed for each reply once its request is written. The connection is closed after a timeout. @default 2000 */
+  requestTimeoutMs?: number
+  /** `true` for TLS with default options, or `node:tls` connect options (`ca`, `servername`...). @default false */
+  tls?: boolean | tls.ConnectionOptions
+  /** Credentials for servers started with `-Y <authfile>`. @default none */
+  auth?: { username: string; password: string }
+  /** First reconnect delay; doubles (with full jitter) up to `reconnectMaxDelayMs`. @default 50 */
+  reconnectMinDelayMs?: number
+  /** Longest pause between reconnect attempts. @default 2000 */
+  reconnectMaxDelayMs?: number
+}
+
+/** Who the server is: changes of `pid` or `bootEpoch` mean it restarted and forgot every lock. */
+export interface ServerIdentity {
+  readonly pid: number
+  /** `time - uptime` from `stats`: the server's start, in Unix seconds. */
+  readonly bootEpoch: number
+  /** Seconds the server has been up, when the identity was read. */
+  readonly uptime: number
+  /** The server's `time` (Unix seconds) when the identity was read. */
+  readonly time: number
+  readonly version: string
+  /** `stats settings`, for the eviction check. */
+  readonly settings: Readonly<Record<string, string>>
+}
+
+/** Connection state, as reported by `state` and the `state` event. */
+export type ConnectionState = 'idle' | 'connecting' | 'ready' | 'down' | 'closed'
+
+type Expect = 'meta' | 'stats' | 'version' | 'auth'
+
+interface Pending {
+  readonly expect: Expect
+  readonly opaque: string | undefined
+  readonly resolve: (reply: Reply) => void
+  readonly reject: (err: MemcachedLockError) => void
+  deadline: number
+}
+
+interface Queued {
+  readonly text: string
+  readonly pending: Pending
+}
+
+const DEFAULTS = {
+  connectTimeoutMs: 2000,
+  requestTimeoutMs: 2000,
+  reconnectMinDelayMs: 50,
+  reconnectMaxDelayMs: 2000,
+}
+
+/**
+ * Events: `state` (state), `ready` (identity, { restarted }), `down` (error), `restart`
+ * (previous identity, new identity).
+ */
+export class Connection extends EventEmitter {
+  readonly address: ServerAddress
+  /** `host:port`. */
+  readonly name: string
+  readonly #opts: Required<Omit<ConnectionOptions, 'tls' | 'auth'>> & Pick<ConnectionOptions, 'tls' | 'auth'>
+  #state: ConnectionState = 'idle'
+  #socket: net.Socket | null = null
+  #decoder = new ReplyDecoder()
+  /** Requests written, waiting for replies, oldest first. */
+  #inflight: Pending[] = []
+  #inflightHead = 0
+  /** Requests made while connecting: written once the handshake is done. */
+  #waiting: Queued[] = []
+  #outbox: string[] = []
+  #flushScheduled = false
+  #timer: NodeJS.Timeout | null = null
+  #reconnectTimer: NodeJS.Timeout | null = null
+  #attempt = 0
+  #opaque = 0
+  #generation = 0
+  #identity: ServerIdentity | null = null
+  #lastError: Error | null = null
+  #connectPromise: Promise<void> | null = null
+
+  constructor(address: ServerAddress, options: ConnectionOptions = {}) {
+    super()
+    this.address = address
+    this.name = formatAddress(address)
+    this.#opts = { ...DEFAULTS, ...stripUndefined(options) }
+  }
+
+  get state(): ConnectionState {
+    return this.#state
+  }
+
+  /** Increases on every successful (re)connect; a lease taken under an older generation needs re-verification. */
+  get generation(): number {
+    return this.#generation
+  }
+
+  /** The identity read at the latest connect, or null before the first. */
+  get identity(): ServerIdentity | null {
+    return this.#identity
+  }
+
+  /** Why the server is down, when it is. */
+  get lastError(): Error | null {
+    return this.#lastError
+  }
+
+  get requestTimeoutMs(): number {
+    return this.#opts.requestTimeoutMs
+  }
+
+  /** Connects now (requests also connect on demand). Resolves when ready; rejects with a {@link ConnectionError}. */
+  connect(): Promise<void> {
+    if (this.#state === 'closed') return Promise.reject(new ClosedError(`connection to ${this.name} is closed`))
+    if (this.#state === 'ready') return Promise.resolve()
+    if (this.#connectPromise) return this.#connectPromise
+    if (this.#reconnectTimer) {
+      clearTimeout(this.#reconnectTimer)
+      this.#reconnectTimer = null
+    }
+    const p = this.#open()
+    this.#connectPromise = p
+    const clear = (): void => {
+      if (this.#connectPromise === p) this.#connectPromise = null
+    }
+    p.then(clear, clear)
+    return p
+  }
+
+  /** `ms`: meta set. */
+  metaSet(key: WireKey, value: string, flags: readonly string[]): Promise<MetaReply> {
+    const o = this.#nextOpaque()
+    return this.#request(encodeMetaSet(key, value, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+  }
+
+  /** `mg`: meta get. */
+  metaGet(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
+    const o = this.#nextOpaque()
+    return this.#request(encodeMetaGet(key, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+  }
+
+  /** `md`: meta delete. */
+  metaDelete(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
+    const o = this.#nextOpaque()
+    return this.#request(encodeMetaDelete(key, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+  }
+
+  /** `ma`: meta arithmetic. */
+  metaArithmetic(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
+    const o = this.#nextOpaque()
+    return this.#request(encodeMetaArithmetic(key, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+  }
+
+  /** `mn`: resolves once every earlier request has been answered. */
+  metaNoop(): Promise<MetaReply> {
+    return this.#request(encodeMetaNoop(), 'meta', undefined) as Promise<MetaReply>
+  }
+
+  /** `version`: the server's version string. */
+  async version(): Promise<string> {
+    const r = await this.#request(encodeVersion(), 'version', undefined)
+    return (r as { version: string }).version
+  }
+
+  /** `stats` or `stats settings`, as a name-to-value record. */
+  async stats(group?: 'settings'): Promise<Record<string, string>> {
+    const r = await this.#request(encodeStats(group), 'stats', undefined)
+    return (r as StatsReply).stats
+  }
+
+  /** Closes the socket; every request not yet answered fails with {@link ConnectionClosedError}. No reconnect. */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return
+    this.#setState('closed')
+    if (this.#reconnectTimer) clearTimeout(this.#reconnectTimer)
+    this.#reconnectTimer = null
+    const sock = this.#socket
+    this.#socket = null
+    const err = new ClosedError(`connection to ${this.name} was closed by the client`)
+    this.#failInflight(err)
+    const waiting = this.#waiting
+    this.#waiting = []
+    for (const q of waiting) q.pending.reject(err)
+    if (sock && !sock.destroyed) {
+      await new Promise<void>((resolve) => {
+        sock.once('close', () => resolve())
+        sock.end()
+        setTimeout(() => sock.destroy(), 200).unref()
+      })
+    }
+  }
+
+  #nextOpaque(): string {
+    this.#opaque = this.#opaque >= 0x7fffffff ? 1 : this.#opaque + 1
+    return String(this.#opaque)
+  }
+
+  #request(text: string, expect: Expect, opaque: string | undefined): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      const pending: Pending = { expect, opaque, resolve, reject, deadline: 0 }
+      switch (this.#state) {
+        case 'ready':
+          this.#write(text, pending)
+          return
+        case 'closed':
+          reject(new ClosedError(`connection to ${this.name} is closed`))
+          return
+        case 'down':
+          // fail fast while the server is known to be down: a lock must not wait on a dead server
+          reject(
+            new ConnectionError(`memcached server ${this.name} is down (reconnecting)`, this.name, {
+              cause: this.#lastError ?? undefined,
+            }),
+          )
+          return
+        default:
+          this.#waiting.push({ text, pending })
+          if (this.#state === 'idle') this.connect().catch(() => {})
+      }
+    })
+  }
+
+  #write(text: string, pending: Pending): void {
+    pending.deadline = performance.now() + this.#opts.requestTimeoutMs
+    this.#inflight.push(pending)
+    if (!this.#flushScheduled) {
+      // the first request of a turn goes out at once (lowest latency); the rest of the turn's
+      // requests are batched into one write after every promise continuation has run
+      this.#flushScheduled = true
+      process.nextTick(this.#flush)
+      const sock = this.#socket
+      if (sock && !sock.destroyed) sock.write(text)
+    } else {
+      this.#outbox.push(text)
+    }
+    if (this.#timer === null) this.#armTimer()
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false
+    if (this.#outbox.length === 0) return
+    const text = this.#outbox.length === 1 ? (this.#outbox[0] as string) : this.#outbox.join('')
+    this.#outbox = []
+    const sock = this.#socket
+    if (sock && !sock.destroyed) sock.write(text)
+  }
+
+  #armTimer(): void {
+    const head = this.#inflight[this.#inflightHead]
+    if (!head) {
+      this.#timer = null
+      return
+    }
+    const delay = Math.max(0, head.deadline - performance.now())
+    this.#timer = setTimeout(this.#onTimer, Math.ceil(delay) + 1)
+    this.#timer.unref()
+  }
+
+  readonly #onTimer = (): void => {
+    this.#timer = null
+    const head = this.#inflight[this.#inflightHead]
+    if (!head) return
+    if (performance.now() >= head.deadline) {
+      const err = new RequestTimeoutError(
+        `memcached server ${this.name} did not answer within ${this.#opts.requestTimeoutMs} ms`,
+        this.name,
+        this.#opts.requestTimeoutMs,
+      )
+      this.#inflightHead++
+      head.reject(err)
+      // the reply may still come and would be matched to the wrong request: drop the stream
+      this.#drop(err)
+      return
+    }
+    this.#armTimer()
+  }
+
+  async #open(): Promise<void> {
+    this.#setState('connecting')
+    this.#decoder = new ReplyDecoder()
+    const { host, port } = this.address
+    const tlsOpt = this.#opts.tls
+    const started = performance.now()
+    let sock: net.Socket
+    try {
+      sock = await new Promise<net.Socket>((resolve, reject) => {
+        const s: net.Socket = tlsOpt
+          ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...(tlsOpt === true ? {} : tlsOpt) })
+          : net.connect({ host, port })
+        const timer = setTimeout(() => {
+          s.destroy()
+          reject(new ConnectTimeoutError(`connecting to ${this.name} took longer than ${this.#opts.connectTimeoutMs} ms`, this.name))
+        }, this.#opts.connectTimeoutMs)
+        const fail = (err: Error): void => {
+          clearTimeout(timer)
+          s.destroy()
+          reject(new ConnectionError(`cannot connect to memcached at ${this.name}: ${err.message}`, this.name, { cause: err }))
+        }
+        s.once('error', fail)
+        s.once(tlsOpt ? 'secureConnect' : 'connect', () => {
+          clearTimeout(timer)
+          s.off('error', fail)
+          resolve(s)
+        })
+      })
+    } catch (err) {
+      this.#connectFailed(err as ConnectionError)
+      throw err
+    }
+    if (this.#state === 'closed') {
+      sock.destroy()
+      throw new ClosedError(`connection to ${this.name} was closed while connecting`)
+    }
+    sock.setNoDelay(true)
+    sock.setKeepAlive(true, 10_000)
+    this.#socket = sock
+    // events of a socket that has since been replaced must not touch the new one
+    sock.on('data', (chunk: Buffer) => {
+      if (this.#socket === sock) this.#onData(chunk)
+    })
+    sock.on('error', (err) => {
+      if (this.#socket === sock) this.#drop(err)
+    })
+    sock.on('close', () => {
+      if (this.#socket === sock) this.#drop(new Error('socket closed'))
+    })
+
+    // handshake: auth, identity and settings, pipelined in one write
+    const remaining = Math.max(1, this.#opts.connectTimeoutMs - (performance.now() - started))
+    let timer: NodeJS.Timeout | undefined
+    try {
+      const steps: Promise<Reply>[] = []
+      const auth = this.#opts.auth
+      if (auth) steps.push(this.#handshakeRequest(encodeAuth(auth.username, auth.password), 'auth'))
+      steps.push(this.#handshakeRequest(encodeStats(), 'stats'))
+      steps.push(this.#handshakeRequest(encodeStats('settings'), 'stats'))
+      const all = Promise.all(steps)
+      all.catch(() => {})
+      const replies = await Promise.race([
+        all,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new ConnectTimeoutError(`memcached at ${this.name} did not finish the handshake within ${this.#opts.connectTimeoutMs} ms`, this.name)),
+            remaining,
+          )
+        }),
+      ])
+      const stats = (replies[replies.length - 2] as StatsReply).stats
+      const settings = (replies[replies.length - 1] as StatsReply).stats
+      const identity = readIdentity(stats, settings, this.name)
+      const previous = this.#identity
+      this.#identity = identity
+      this.#generation++
+      this.#attempt = 0
+      this.#lastError = null
+      this.#setState('ready')
+      const restarted = previous !== null && (previous.pid !== identity.pid || previous.bootEpoch !== identity.bootEpoch)
+      if (restarted) this.emit('restart', previous, identity)
+      this.emit('ready', identity, { restarted })
+      const waiting = this.#waiting
+      this.#waiting = []
+      for (const q of waiting) this.#write(q.text, q.pending)
+    } catch (err) {
+      const e =
+        err instanceof AuthError || err instanceof ConnectionError
+          ? err
+          : new ConnectionError(`handshake with memcached at ${this.name} failed: ${(err as Error).message}`, this.name, { cause: err })
+      if (this.#socket === sock) this.#socket = null
+      sock.destroy()
+      this.#failInflight(e)
+      this.#connectFailed(e)
+      throw e
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  #handshakeRequest(text: string, expect: Expect): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      this.#write(text, { expect, opaque: undefined, resolve, reject, deadline: 0 })
+    })
+  }
+
+  #connectFailed(err: MemcachedLockError): void {
+    this.#lastError = err
+    if (this.#state === 'closed') return
+    const waiting = this.#waiting
+    this.#waiting = []
+    for (const q of waiting) q.pending.reject(err)
+    this.#setState('down')
+    this.emit('down', err)
+    this.#scheduleReconnect()
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#state === 'closed' || this.#reconnectTimer) return
+    const cap = Math.min(this.#opts.reconnectMaxDelayMs, this.#opts.reconnectMinDelayMs * 2 ** Math.min(this.#attempt, 16))
+    // the first retry after losing a working connection is immediate-ish; later ones back off with full jitter
+    const delay = this.#attempt === 0 ? Math.min(10, cap) : Math.random() * cap
+    this.#attempt++
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = null
+      if (this.#state === 'closed' || this.#connectPromise) return
+      this.connect().catch(() => {})
+    }, delay)
+    this.#reconnectTimer.unref()
+  }
+
+  #onData(chunk: Buffer): void {
+    let replies: Reply[]
+    try {
+      replies = this.#decoder.push(chunk)
+    } catch (err) {
+      const head = this.#inflight[this.#inflightHead]
+      if (head) {
+        this.#inflightHead++
+        head.reject(err as ProtocolError)
+      }
+      this.#drop(err as Error)
+      return
+    }
+    for (const reply of replies) {
+      const p = this.#inflight[this.#inflightHead]
+      if (!p) {
+        this.#drop(new ProtocolError(`memcached at ${this.name} sent a reply nobody asked for (${reply.kind})`))
+        return
+      }
+      this.#inflightHead++
+      const err = this.#check(p, reply)
+      if (err) {
+        p.reject(err)
+        if (!(err instanceof ServerError && err.kind === 'SERVER_ERROR')) {
+          // CLIENT_ERROR/ERROR or a mismatched reply: the stream may be out of sync
+          this.#drop(err)
+          return
+        }
+      } else {
+        p.resolve(reply)
+      }
+    }
+    if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
+      this.#inflight = this.#inflight.slice(this.#inflightHead)
+      this.#inflightHead = 0
+    }
+  }
+
+  #check(p: Pending, reply: Reply): MemcachedLockError | null {
+    if (reply.kind === 'error') {
+      if (p.expect === 'auth') return new AuthError(`memcached at ${this.name} refused the credentials: ${reply.type} ${reply.message}`.trim(), this.name)
+      if (reply.message === 'unauthenticated') {
+        return new AuthError(`memcached at ${this.name} requires authentication (started with -Y): set the auth option`, this.name)
+      }
+      return new ServerError(reply.type, reply.message, this.name)
+    }
+    switch (p.expect) {
+      case 'meta':
+        if (reply.kind !== 'meta') return new ProtocolError(`expected a meta reply from ${this.name}, got ${reply.kind}`)
+        if (p.opaque === undefined ? reply.status !== 'MN' : reply.flags.O !== p.opaque) {
+          return new ProtocolError(
+            `reply from ${this.name} does not match its request (opaque ${p.opaque ?? 'mn'}, got ${reply.status} O${reply.flags.O ?? '-'})`,
+          )
+        }
+        return null
+      case 'stats':
+        return reply.kind === 'stats' ? null : new ProtocolError(`expected stats from ${this.name}, got ${reply.kind}`)
+      case 'version':
+        return reply.kind === 'version' ? null : new ProtocolError(`expected VERSION from ${this.name}, got ${reply.kind}`)
+      case 'auth':
+        return reply.kind === 'word' && reply.word === 'STORED'
+          ? null
+          : new ProtocolError(`expected STORED to set auth from ${this.name}, got ${reply.kind}`)
+    }
+  }
+
+  /** The socket is gone or untrustworthy: fail everything in flight, then reconnect. */
+  #drop(cause: Error): void {
+    const sock = this.#socket
+    if (!sock) return
+    this.#socket = null
+    sock.destroy()
+    const wasReady = this.#state === 'ready'
+    const err =
+      cause instanceof ClosedError
+        ? cause
+        : new ConnectionClosedError(`connection to memcached at ${this.name} broke: ${cause.message}`, this.name, { cause })
+    this.#lastError = err
+    this.#failInflight(err)
+    if (this.#state === 'closed') return
+    if (wasReady) {
+      this.#attempt = 0
+      this.#setState('down')
+      this.emit('down', err)
+      this.#scheduleReconnect()
+    }
+  }
+
+  #failInflight(err: MemcachedLockError): void {
+    const inflight = this.#inflight
+    const head = this.#inflightHead
+    this.#inflight = []
+    this.#inflightHead = 0
+    this.#outbox = []
+    if (this.#timer) clearTimeout(this.#timer)
+    this.#timer = null
+    for (let i = head; i < inflight.length; i++) (inflight[i] as Pending).reject(err)
+  }
+
+  #setState(state: ConnectionState): void {
+    if (this.#state === state) return
+    this.#state = state
+    this.emit('state', state)
+  }
+}
+
+function readIdentity(stats: Record<string, string>, settings: Record<string, string>, name: string): ServerIdentity {
+  const pid = Number(stats.pid)
+  const time = Number(stats.time)
+  const uptime = Number(stats.uptime)
+  if (!Number.isInteger(pid) || !Number.isInteger(time) || !Number.isInteger(uptime)) {
+    throw new ProtocolError(`stats from ${name} lack pid/time/uptime`)
+  }
+  return { pid, time, uptime, bootEpoch: time - uptime, version: stats.version ?? 'unknown', settings }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}

@@ -1,0 +1,68 @@
+/**
+ * Method decorators over `locks.wrap()`, for both TC39 standard decorators (TypeScript >= 5)
+ * and legacy `experimentalDecorators` (NestJS, TypeORM-era code). The same function serves
+ * both: it tells them apart by its arguments.
+ */
+import { InvalidArgumentError } from '../errors.js'
+import { describe } from '../protocol/keys.js'
+import { Locks } from '../lock/locks.js'
+import { wrapWithLock, type WrapOptions } from '../lock/wrap.js'
+
+/** The factory to use: an instance, or a function of `this` (e.g. `(self) => self.locks`), resolved at call time. */
+export type LocksSource = Locks | ((self: unknown) => Locks)
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyMethod = (this: unknown, ...args: any[]) => unknown
+
+/**
+ * `@Locked(locks, { key: (order) => `order:${order.id}` })`: every call of the method runs
+ * under the lock named by `key` (called with the instance as `this`). `kind: "reentrant"` lets
+ * a locked method call another method locked on the same key.
+ */
+export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOptions<A>) {
+  if (!(source instanceof Locks) && typeof source !== 'function') {
+    throw new InvalidArgumentError(`@Locked needs a Locks instance or a function returning one, got ${describe(source)}`)
+  }
+  if (typeof options?.key !== 'function') {
+    throw new InvalidArgumentError(`@Locked options.key must be a function returning the lock key, got ${describe(options?.key)}`)
+  }
+  return decorateWith((method) => {
+    const cache = new WeakMap<Locks, (...args: A) => Promise<unknown>>()
+    return function (this: unknown, ...args: A): Promise<unknown> {
+      const locks = source instanceof Locks ? source : source(this)
+      if (!(locks instanceof Locks)) {
+        return Promise.reject(new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`))
+      }
+      let wrapped = cache.get(locks)
+      if (!wrapped) {
+        wrapped = wrapWithLock(locks, method as unknown as (...a: A) => unknown, options)
+        cache.set(locks, wrapped)
+      }
+      return wrapped.apply(this, args)
+    }
+  })
+}
+
+/** @internal Builds a decorator usable as a standard or a legacy method decorator. */
+export function decorateWith(make: (method: AnyMethod) => AnyMethod) {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a decorator returns different things to the two decorator protocols
+  return function decorator(target: unknown, contextOrKey: unknown, descriptor?: PropertyDescriptor): any {
+    if (typeof contextOrKey === 'object' && contextOrKey !== null && 'kind' in contextOrKey) {
+      const kind = (contextOrKey as { kind: string }).kind
+      if (kind !== 'method' || typeof target !== 'function') {
+        throw new InvalidArgumentError(`lock decorators apply to methods, not to a ${kind}`)
+      }
+      return keepName(make(target as AnyMethod), target as AnyMethod)
+    }
+    if (!descriptor || typeof descriptor.value !== 'function') {
+      throw new InvalidArgumentError(`lock decorators apply to methods; ${String(contextOrKey)} is not a method`)
+    }
+    descriptor.value = keepName(make(descriptor.value as AnyMethod), descriptor.value as AnyMethod)
+    return descriptor
+  }
+}
+
+function keepName(wrapped: AnyMethod, original: AnyMethod): AnyMethod {
+  Object.defineProperty(wrapped, 'name', { value: original.name, configurable: true })
+  return wrapped
+}

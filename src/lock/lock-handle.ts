@@ -1,0 +1,294 @@
+/**
+ * A held lock: the lifecycle shared by every lock kind. It owns the lease, renews it when asked
+ * to, watches for its loss (renewal refused or failing, validity running out, the server
+ * disconnecting or restarting) and reports a loss exactly once: `signal` aborts with a
+ * {@link LockLostError}, `onLost` listeners run, the factory emits `lost`. Nothing here can
+ * raise an unhandled rejection: background work catches everything and turns it into a loss.
+ */
+import { LockLostError, LockNotHeldError, type LockLostReason } from '../errors.js'
+import type { Lease, LockStore } from '../store/lock-store.js'
+
+/** What a handle tells its owner (the lock factory) about its life. */
+export interface HandleHooks {
+  onReleased(handle: LockHandle, deleted: boolean): void
+  onLost(handle: LockHandle, error: LockLostError): void
+  onRenewalError(handle: LockHandle, error: unknown): void
+}
+
+export interface HandleConfig {
+  readonly ttlMs: number
+  readonly autoRenew: boolean
+  readonly renewAt: number
+}
+
+type HandleState = 'held' | 'released' | 'lost'
+
+export class LockHandle implements AsyncDisposable {
+  /** The lock's name. */
+  readonly key: string
+  /**
+   * False only when the lock's `onUnavailable` policy is `proceed` and the store could not be
+   * reached: the code runs without mutual exclusion. Always true otherwise.
+   */
+  readonly locked: boolean
+  /**
+   * Fencing token: strictly increases per key across successive holders (memcached: boot epoch
+   * and acquire CAS). Pass it to the resource you protect and have it reject lower tokens.
+   * `0n` when `locked` is false.
+   */
+  readonly fencingToken: bigint
+
+  readonly #store: LockStore | null
+  readonly #hooks: HandleHooks
+  readonly #config: HandleConfig
+  /** Created on first use: AbortControllers are costly and most handles never need one. */
+  #ac: AbortController | null = null
+  #lostError: LockLostError | null = null
+  #lease: Lease | null
+  #state: HandleState = 'held'
+  #op: Promise<unknown> = Promise.resolve()
+  #renewTimer: NodeJS.Timeout | null = null
+  #expiryTimer: NodeJS.Timeout | null = null
+  #unwatch: (() => void) | null = null
+  #lastRenewalError: unknown = undefined
+  #lostListeners: ((error: LockLostError) => void)[] = []
+
+  /** @internal Created by the lock factory. */
+  constructor(key: string, lease: Lease | null, store: LockStore | null, config: HandleConfig, hooks: HandleHooks) {
+    this.key = key
+    this.locked = lease !== null
+    this.fencingToken = lease?.fence ?? 0n
+    this.#lease = lease
+    this.#store = store
+    this.#config = config
+    this.#hooks = hooks
+    if (lease && store) {
+      this.#unwatch = store.watchLease(lease, (reason, cause) => this.#lose(reason, cause))
+      this.#schedule()
+    }
+  }
+
+  /** Aborts, with a {@link LockLostError} as `reason`, when the lease is lost. Never aborts after release. */
+  get signal(): AbortSignal {
+    if (!this.#ac) {
+      this.#ac = new AbortController()
+      if (this.#lostError) this.#ac.abort(this.#lostError)
+    }
+    return this.#ac.signal
+  }
+
+  /** The loss, once the lease was lost; null otherwise. */
+  get lostError(): LockLostError | null {
+    return this.#lostError
+  }
+
+  /** True while the lease is held and, by this client's conservative clock, still valid. */
+  get isHeld(): boolean {
+    if (this.#state !== 'held' || !this.#lease || !this.#store) return this.#state === 'held' && !this.locked
+    return this.#store.clock.now() < this.#lease.validUntil
+  }
+
+  /** Milliseconds the lease is certainly still valid for (0 when released or lost). */
+  get remainingMs(): number {
+    if (this.#state !== 'held' || !this.#lease || !this.#store) return 0
+    return Math.max(0, this.#lease.validUntil - this.#store.clock.now())
+  }
+
+  /** The current lease (changes on every extension), or null when unlocked. */
+  get lease(): Lease | null {
+    return this.#lease
+  }
+
+  /** `held`, `released` or `lost`. */
+  get state(): HandleState {
+    return this.#state
+  }
+
+  /** Runs `listener` once if the lease is lost (at once if it already was). Returns an unsubscribe function. */
+  onLost(listener: (error: LockLostError) => void): () => void {
+    if (this.#state === 'lost') {
+      queueMicrotask(() => listener(this.#lostError as LockLostError))
+      return () => {}
+    }
+    this.#lostListeners.push(listener)
+    return () => {
+      this.#lostListeners = this.#lostListeners.filter((l) => l !== listener)
+    }
+  }
+
+  /** Throws the {@link LockLostError} if the lease was lost; a cheap check inside long work. */
+  throwIfLost(): void {
+    if (this.#state === 'lost') throw this.#lostError as LockLostError
+  }
+
+  /**
+   * Extends the lease to `ttlMs` from now (default: the TTL it was acquired with).
+   * Throws {@link LockLostError} when the lease turned out to be gone (and marks it lost),
+   * {@link LockNotHeldError} after release, or the store's error when it could not be reached
+   * (the lease stays held until its validity runs out).
+   */
+  extend(ttlMs?: number): Promise<void> {
+    return this.#chain(() => this.#extend(ttlMs ?? this.#config.ttlMs))
+  }
+
+  /**
+   * Releases the lock. Resolves true when our lease was deleted, false when it was no longer
+   * ours (it had expired or been lost: then the loss is signalled too) or was already released.
+   * Rejects with the store's error when the server could not be reached (the lease then ends
+   * by its TTL). Never deletes another owner's lock.
+   */
+  release(): Promise<boolean> {
+    if (this.#state === 'released') return Promise.resolve(false)
+    if (!this.locked) {
+      this.#state = 'released'
+      this.#hooks.onReleased(this, false)
+      return Promise.resolve(false)
+    }
+    const wasLost = this.#state === 'lost'
+    this.#state = 'released'
+    this.#stopTimers()
+    // wait for an extension in flight: it changes the CAS the delete must compare against
+    const p = this.#op.then(
+      () => this.#delete(wasLost),
+      () => this.#delete(wasLost),
+    )
+    this.#op = p.catch(() => {})
+    return p
+  }
+
+  /** `await using handle = await lock.acquire()`: releases at the end of the scope; release errors are reported as events, not thrown. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.release()
+    } catch (err) {
+      this.#hooks.onRenewalError(this, err)
+    }
+  }
+
+  async #delete(wasLost: boolean): Promise<boolean> {
+    const lease = this.#lease as Lease
+    let deleted = false
+    try {
+      deleted = await (this.#store as LockStore).delete(lease)
+    } finally {
+      this.#unwatch?.()
+      this.#unwatch = null
+    }
+    // it was gone before we released: the holder must hear of it
+    if (!deleted && !wasLost) this.#announce('taken')
+    this.#hooks.onReleased(this, deleted)
+    return deleted
+  }
+
+  #chain<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#op.then(fn, fn)
+    this.#op = p.catch(() => {})
+    return p
+  }
+
+  async #extend(ttlMs: number): Promise<void> {
+    if (this.#state === 'released') throw new LockNotHeldError(this.key, 'it was released')
+    if (this.#state === 'lost') throw this.#lostError as LockLostError
+    if (!this.#lease || !this.#store) return
+    if (this.#store.clock.now() >= this.#lease.validUntil) {
+      this.#lose('expired')
+      throw this.#lostError as LockLostError
+    }
+    const next = await this.#store.extend(this.#lease, ttlMs)
+    if ((this.#state as HandleState) !== 'held') {
+      if ((this.#state as HandleState) === 'lost') throw this.#lostError as LockLostError
+      return
+    }
+    if (next === null) {
+      this.#lose('taken')
+      throw this.#lostError as LockLostError
+    }
+    this.#lease = next
+    this.#lastRenewalError = undefined
+    this.#schedule(ttlMs)
+  }
+
+  #schedule(ttlMs = this.#config.ttlMs): void {
+    this.#stopTimers()
+    const lease = this.#lease as Lease
+    const store = this.#store as LockStore
+    const remaining = lease.validUntil - store.clock.now()
+    this.#expiryTimer = setTimeout(() => this.#onExpiry(), Math.max(0, remaining) + 1)
+    this.#expiryTimer.unref()
+    if (this.#config.autoRenew) {
+      const delay = Math.min(ttlMs * this.#config.renewAt, remaining / 2)
+      this.#armRenewal(Math.max(0, delay))
+    }
+  }
+
+  #armRenewal(delay: number): void {
+    if (this.#renewTimer) clearTimeout(this.#renewTimer)
+    this.#renewTimer = setTimeout(() => this.#renew(), delay)
+    this.#renewTimer.unref()
+  }
+
+  #renew(): void {
+    this.#renewTimer = null
+    if (this.#state !== 'held') return
+    this.extend().catch((err: unknown) => {
+      if (this.#state !== 'held') return
+      // a backend failure: try again while the lease is still valid; the expiry timer declares the loss
+      this.#lastRenewalError = err
+      this.#hooks.onRenewalError(this, err)
+      const remaining = this.remainingMs
+      if (remaining > 0) this.#armRenewal(Math.min(1000, Math.max(10, remaining / 4)))
+    })
+  }
+
+  #onExpiry(): void {
+    this.#expiryTimer = null
+    if (this.#state !== 'held') return
+    if (this.remainingMs > 0) {
+      this.#expiryTimer = setTimeout(() => this.#onExpiry(), this.remainingMs + 1)
+      this.#expiryTimer.unref()
+      return
+    }
+    this.#lose(this.#lastRenewalError === undefined ? 'expired' : 'renewal-failed', this.#lastRenewalError)
+  }
+
+  #stopTimers(): void {
+    if (this.#renewTimer) clearTimeout(this.#renewTimer)
+    if (this.#expiryTimer) clearTimeout(this.#expiryTimer)
+    this.#renewTimer = null
+    this.#expiryTimer = null
+  }
+
+  /** @internal Marks the lease lost (once), tells everyone, and removes what is left of it on the server. */
+  lose(reason: LockLostReason, cause?: unknown): void {
+    this.#lose(reason, cause)
+  }
+
+  #lose(reason: LockLostReason, cause?: unknown): void {
+    if (this.#state !== 'held' || !this.locked) return
+    this.#state = 'lost'
+    this.#stopTimers()
+    this.#unwatch?.()
+    this.#unwatch = null
+    this.#announce(reason, cause)
+    if (reason !== 'taken' && this.#lease && this.#store) {
+      // our item may still be on the server (e.g. after a blip): remove it, owner-checked, so others need not wait for its TTL
+      const lease = this.#lease
+      const store = this.#store
+      this.#chain(() => store.delete(lease)).catch(() => {})
+    }
+  }
+
+  #announce(reason: LockLostReason, cause?: unknown): void {
+    const error = new LockLostError(this.key, reason, cause === undefined ? undefined : { cause })
+    this.#lostError = error
+    this.#ac?.abort(error)
+    for (const l of this.#lostListeners.splice(0)) {
+      try {
+        l(error)
+      } catch {
+        // one listener's failure must not hide the loss from the others
+      }
+    }
+    this.#hooks.onLost(this, error)
+  }
+}

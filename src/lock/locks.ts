@@ -1,0 +1,233 @@
+/**
+ * The entry point: a lock factory over one store. It creates mutexes and reentrant locks,
+ * runs scoped work under a lock, wraps functions, and reports what happens to every lock
+ * through events. All lock kinds share its per-key wait queues, so waiters of one key in this
+ * process are served in order by a single poller.
+ */
+import { EventEmitter } from 'node:events'
+import {
+  ClosedError,
+  InvalidArgumentError,
+  LockAbortedError,
+  LockTimeoutError,
+  LockUnavailableError,
+  type LockLostError,
+} from '../errors.js'
+import { describe, MAX_NAME_LENGTH } from '../protocol/keys.js'
+import type { LockInfo, LockStore } from '../store/lock-store.js'
+import { MemcachedStore } from '../store/memcached-store.js'
+import type { MemcachedStoreOptions } from '../store/store-options.js'
+import { defaultOwner } from '../store/owner.js'
+import { LockHandle, type HandleHooks } from './lock-handle.js'
+import { resolveAcquireOptions, type AcquireOptions, type ResolvedAcquireOptions } from './lock-options.js'
+import { Mutex } from './mutex.js'
+import { LockOwner, ReentrantLock, type ReentrantAcquireOptions, type ReentrantHandle } from './reentrant-lock.js'
+import { WaitQueue } from './wait-queue.js'
+import { SKIP_LOCK, wrapWithLock, type KeyFunction, type WrapOptions } from './wrap.js'
+
+/** Options of {@link Locks}: a store, or the options of a memcached store to create. */
+export interface LocksOptions extends MemcachedStoreOptions {
+  /** Use this store (e.g. `new MemoryStore()`); it is not closed with the factory. @default a MemcachedStore built from the other options */
+  store?: LockStore
+  /** Defaults for every acquisition made through this factory. */
+  defaults?: AcquireOptions
+}
+
+/**
+ * Events:
+ * - `acquired` (key, handle) · `released` (key, handle, deleted: boolean)
+ * - `lost` (key, error: LockLostError, handle): a lease ended other than by release
+ * - `unlocked` (key, cause): the `proceed` policy ran code without the lock because the store failed
+ * - `renewal-error` (key, error): a renewal or release attempt failed (the lease may still be valid)
+ * - `warning` (message, server): a server could evict lock keys (see the README)
+ */
+export class Locks extends EventEmitter {
+  readonly store: LockStore
+  readonly defaults: AcquireOptions
+  readonly #ownsStore: boolean
+  readonly #queues = new Map<string, WaitQueue>()
+  readonly #active = new Set<LockHandle>()
+  readonly #ended = new WeakSet<LockHandle>()
+  #closed = false
+
+  constructor(options: LocksOptions = {}) {
+    super()
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describe(options)}`)
+    const { store, defaults, ...storeOptions } = options
+    if (store !== undefined) {
+      if (typeof store?.create !== 'function') throw new InvalidArgumentError(`store must implement LockStore, got ${describe(store)}`)
+      this.store = store
+      this.#ownsStore = false
+    } else {
+      this.store = new MemcachedStore({
+        ...storeOptions,
+        onWarning: storeOptions.onWarning ?? ((message, server) => this.#warn(message, server)),
+      })
+      this.#ownsStore = true
+    }
+    this.defaults = { ...defaults }
+    resolveAcquireOptions(undefined, this.defaults, { autoRenew: false })
+  }
+
+  /** A primitive (non-reentrant) lock on `key`. Cheap: create one per use or keep it. */
+  mutex(key: string, defaults?: AcquireOptions): Mutex {
+    return new Mutex(this, checkKeyArg(key), { ...this.defaults, ...defaults })
+  }
+
+  /** A lock that the same async context (or explicit {@link LockOwner}) may acquire again without waiting. */
+  reentrant(key: string, defaults?: AcquireOptions): ReentrantLock {
+    return new ReentrantLock(this, checkKeyArg(key), { ...this.defaults, ...defaults })
+  }
+
+  /** An explicit owner for reentrancy across async contexts (pass it as `owner` to a reentrant lock). */
+  createOwner(): LockOwner {
+    return new LockOwner()
+  }
+
+  /** Acquires `key`, runs `fn` with the handle (its `signal` aborts if the lock is lost), releases in all cases. Renews by default. */
+  withLock<T>(key: string, fn: (handle: LockHandle) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    return this.mutex(key).withLock(fn, options)
+  }
+
+  /** Like {@link withLock} with a reentrant lock: nested calls for the same key in the same async call tree do not wait. */
+  withReentrantLock<T>(key: string, fn: (handle: ReentrantHandle) => Promise<T> | T, options?: ReentrantAcquireOptions): Promise<T> {
+    return this.reentrant(key).withLock(fn, options)
+  }
+
+  /**
+   * Wraps `fn` so every call runs under the lock named by `options.key(...args)` (called with
+   * the call's `this`). The key function may return {@link SKIP_LOCK} to run that call unlocked.
+   */
+  wrap<A extends unknown[], R>(fn: (...args: A) => Promise<R> | R, options: WrapOptions<A>): (...args: A) => Promise<R> {
+    return wrapWithLock(this, fn, options)
+  }
+
+  /** Who holds `key` right now, or null when it is free. */
+  inspect(key: string): Promise<LockInfo | null> {
+    return this.store.inspect(checkKeyArg(key))
+  }
+
+  /** Deletes `key` whoever holds it (operators only: the holder loses mutual exclusion). */
+  forceRelease(key: string): Promise<boolean> {
+    return this.store.forceDelete(checkKeyArg(key))
+  }
+
+  /** Releases every lock this factory still holds, then closes the store it created. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.allSettled([...this.#active].map((h) => h.release()))
+    if (this.#ownsStore) await this.store.close()
+  }
+
+  /** @internal One attempt; null when held by someone else. */
+  async tryOnce(key: string, o: ResolvedAcquireOptions): Promise<LockHandle | null> {
+    this.#checkOpen()
+    let result
+    try {
+      result = await this.store.create(key, o.ttlMs, defaultOwner(o.label))
+    } catch (error) {
+      return this.#unavailable(key, o, error)
+    }
+    if (!result.acquired) return null
+    if (result.lease.validUntil <= this.store.clock.now()) {
+      this.store.delete(result.lease).catch(() => {})
+      return null
+    }
+    this.#queue(key).holderStarted()
+    return this.#handle(key, result.lease, o)
+  }
+
+  /** @internal Waits up to `o.waitMs` in this process's queue for `key`. */
+  async waitFor(key: string, o: ResolvedAcquireOptions): Promise<LockHandle> {
+    this.#checkOpen()
+    if (o.waitMs === 0) {
+      const h = await this.tryOnce(key, o)
+      if (h) return h
+      throw new LockTimeoutError(key, 0)
+    }
+    if (o.signal?.aborted) {
+      throw new LockAbortedError(key, { cause: o.signal.reason })
+    }
+    // fast path: nobody here waits for this key, so one plain attempt first
+    if (!this.#queues.has(key)) {
+      const h = await this.tryOnce(key, o)
+      if (h) return h
+    }
+    const outcome = await this.#queue(key).wait(o, defaultOwner(o.label))
+    if ('error' in outcome) return this.#unavailable(key, o, outcome.error)
+    return this.#handle(key, outcome.lease, o)
+  }
+
+  #unavailable(key: string, o: ResolvedAcquireOptions, error: unknown): LockHandle {
+    if (o.onUnavailable !== 'proceed') {
+      if (error instanceof InvalidArgumentError) throw error
+      throw new LockUnavailableError(key, { cause: error })
+    }
+    this.emit('unlocked', key, error)
+    return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt }, this.#hooks)
+  }
+
+  #handle(key: string, lease: NonNullable<Awaited<ReturnType<LockStore['extend']>>>, o: ResolvedAcquireOptions): LockHandle {
+    const h = new LockHandle(key, lease, this.store, { ttlMs: o.ttlMs, autoRenew: o.autoRenew, renewAt: o.renewAt }, this.#hooks)
+    this.#active.add(h)
+    this.emit('acquired', key, h)
+    return h
+  }
+
+  readonly #hooks: HandleHooks = {
+    onReleased: (h, deleted) => {
+      this.#end(h)
+      this.emit('released', h.key, h, deleted)
+    },
+    onLost: (h, error: LockLostError) => {
+      this.#end(h)
+      this.emit('lost', h.key, error, h)
+    },
+    onRenewalError: (h, error) => {
+      this.emit('renewal-error', h.key, error)
+    },
+  }
+
+  #end(h: LockHandle): void {
+    if (this.#ended.has(h)) return
+    this.#ended.add(h)
+    this.#active.delete(h)
+    if (h.locked) this.#queues.get(h.key)?.holderEnded()
+  }
+
+  #queue(key: string): WaitQueue {
+    let q = this.#queues.get(key)
+    if (!q) {
+      const created: WaitQueue = new WaitQueue(key, this.store, () => {
+        if (this.#queues.get(key) === created && created.idle) this.#queues.delete(key)
+      })
+      q = created
+      this.#queues.set(key, q)
+    }
+    return q
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ClosedError('this Locks factory was closed')
+  }
+
+  #warnedServers = new Set<string>()
+  #warn(message: string, server: string): void {
+    if (this.#warnedServers.has(server)) return
+    this.#warnedServers.add(server)
+    if (this.listenerCount('warning') > 0) this.emit('warning', message, server)
+    else process.emitWarning(message, { code: 'MEMCACHED_LOCK_EVICTION' })
+  }
+}
+
+function checkKeyArg(key: unknown): string {
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_NAME_LENGTH || !key.isWellFormed()) {
+    throw new InvalidArgumentError(
+      `lock key must be a non-empty, well-formed string of at most ${MAX_NAME_LENGTH} characters, got ${describe(key)}`,
+    )
+  }
+  return key
+}
+
+export { SKIP_LOCK, type KeyFunction }

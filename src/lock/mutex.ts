@@ -1,0 +1,47 @@
+import type { LockInfo } from '../store/lock-store.js'
+import type { LockHandle } from './lock-handle.js'
+import { resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
+import type { Locks } from './locks.js'
+import { runScoped } from './scoped.js'
+
+/**
+ * A primitive lock on one key. Not reentrant: acquiring it again while holding it waits like
+ * any other caller (and times out), unlike the original library's silent no-op.
+ */
+export class Mutex {
+  readonly key: string
+  readonly #locks: Locks
+  readonly #defaults: AcquireOptions
+
+  /** @internal Use `locks.mutex(key)`. */
+  constructor(locks: Locks, key: string, defaults: AcquireOptions) {
+    this.#locks = locks
+    this.key = key
+    this.#defaults = defaults
+  }
+
+  /**
+   * Waits up to `waitMs` (default 10000) for the lock. Throws {@link LockTimeoutError} when it
+   * stays taken, {@link LockAbortedError} when `signal` aborts, {@link LockUnavailableError}
+   * when the store fails (unless `onUnavailable: "proceed"`).
+   */
+  acquire(options?: AcquireOptions): Promise<LockHandle> {
+    return this.#locks.waitFor(this.key, resolveAcquireOptions(options, this.#defaults, { autoRenew: false }))
+  }
+
+  /** One attempt: the handle, or null when someone else holds the lock. Throws only when the store fails. */
+  tryAcquire(options?: AcquireOptions): Promise<LockHandle | null> {
+    return this.#locks.tryOnce(this.key, resolveAcquireOptions(options, this.#defaults, { autoRenew: false, waitMs: 0 }))
+  }
+
+  /** Acquires, runs `fn(handle)`, releases in all cases. Renews while `fn` runs unless `autoRenew: false`. */
+  withLock<T>(fn: (handle: LockHandle) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+    const o = resolveAcquireOptions(options, this.#defaults, { autoRenew: true })
+    return runScoped(this.#locks, () => this.#locks.waitFor(this.key, o), fn)
+  }
+
+  /** Who holds this lock now, or null. */
+  inspect(): Promise<LockInfo | null> {
+    return this.#locks.inspect(this.key)
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The waiters of one key inside one process: served in FIFO order by a single poller, so a
+ * process never floods the server however many of its callers wait. Between attempts the
+ * poller sleeps with capped exponential backoff and full jitter, never longer than the
+ * holder's remaining TTL, and wakes early on a push (the store's `waitForRelease`) or when a
+ * holder in this process releases.
+ */
+import { LockAbortedError, LockTimeoutError } from '../errors.js'
+import { sleep } from '../internal/sleep.js'
+import type { Lease, LockStore, OwnerInfo } from '../store/lock-store.js'
+import type { ResolvedAcquireOptions } from './lock-options.js'
+
+/** How one wait ended. `error` is a store failure (the caller applies its unavailability policy). */
+export type WaitOutcome = { lease: Lease } | { error: unknown }
+
+interface Waiter {
+  readonly opts: ResolvedAcquireOptions
+  readonly owner: OwnerInfo
+  readonly deadline: number
+  /** Aborted when this waiter times out or its caller's signal aborts: wakes the poller. */
+  readonly wake: AbortController
+  readonly resolve: (outcome: WaitOutcome) => void
+  readonly reject: (err: Error) => void
+  done: boolean
+  cleanup: () => void
+}
+
+export class WaitQueue {
+  readonly #key: string
+  readonly #store: LockStore
+  readonly #onIdle: () => void
+  #waiters: Waiter[] = []
+  #pumping = false
+  /** Holders in this process: while any holds the key, asking the server is pointless. */
+  #localHolders = 0
+  #localWake: AbortController | null = null
+
+  constructor(key: string, store: LockStore, onIdle: () => void) {
+    this.#key = key
+    this.#store = store
+    this.#onIdle = onIdle
+  }
+
+  get idle(): boolean {
+    return this.#waiters.length === 0 && this.#localHolders === 0 && !this.#pumping
+  }
+
+  /** Waits for the lock; resolves with a lease or a store failure, rejects with timeout/abort errors. */
+  wait(opts: ResolvedAcquireOptions, owner: OwnerInfo): Promise<WaitOutcome> {
+    return new Promise<WaitOutcome>((resolve, reject) => {
+      const w: Waiter = {
+        opts,
+        owner,
+        deadline: this.#store.clock.now() + opts.waitMs,
+        wake: new AbortController(),
+        resolve,
+        reject,
+        done: false,
+        cleanup: () => {},
+      }
+      const timer = setTimeout(() => this.#finish(w, new LockTimeoutError(this.#key, opts.waitMs)), opts.waitMs)
+      const onAbort = (): void => this.#finish(w, new LockAbortedError(this.#key, { cause: opts.signal?.reason }))
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      w.cleanup = () => {
+        clearTimeout(timer)
+        opts.signal?.removeEventListener('abort', onAbort)
+      }
+      this.#waiters.push(w)
+      if (!this.#pumping) void this.#pump()
+    })
+  }
+
+  /** A lease of this key was granted to a caller in this process. */
+  holderStarted(): void {
+    this.#localHolders++
+  }
+
+  /** A holder in this process released or lost the key: the next waiter may try at once. */
+  holderEnded(): void {
+    this.#localHolders = Math.max(0, this.#localHolders - 1)
+    this.#localWake?.abort()
+    if (this.idle) this.#onIdle()
+  }
+
+  #finish(w: Waiter, result: Error | WaitOutcome): void {
+    if (w.done) return
+    w.done = true
+    w.cleanup()
+    w.wake.abort()
+    if (result instanceof Error) w.reject(result)
+    else w.resolve(result)
+  }
+
+  async #pump(): Promise<void> {
+    this.#pumping = true
+    let attempt = 0
+    let head: Waiter | undefined
+    try {
+      while ((head = this.#waiters[0]) !== undefined) {
+        if (head.done) {
+          this.#waiters.shift()
+          attempt = 0
+          continue
+        }
+        const o = head.opts
+        if (this.#localHolders > 0) {
+          // someone here holds it: wait for their release (a local wake) rather than ask the server
+          await this.#sleep(head, o.retryMaxDelayMs)
+          continue
+        }
+        let result
+        try {
+          result = await this.#store.create(this.#key, o.ttlMs, head.owner, { wantRemaining: true })
+        } catch (error) {
+          this.#finish(head, { error })
+          continue
+        }
+        if (result.acquired) {
+          const lease = result.lease
+          if (head.done || lease.validUntil <= this.#store.clock.now()) {
+            // nobody to give it to (timed out meanwhile), or already spent: hand it back
+            this.#store.delete(lease).catch(() => {})
+            continue
+          }
+          this.#localHolders++
+          this.#finish(head, { lease })
+          attempt = 0
+          continue
+        }
+        attempt++
+        const cap = Math.min(o.retryMaxDelayMs, o.retryMinDelayMs * 2 ** Math.min(attempt, 20))
+        let delay = Math.max(1, Math.random() * cap)
+        // the holder's lease cannot outlive its TTL: no point sleeping past it
+        if (result.remainingMs !== undefined) delay = Math.min(delay, result.remainingMs + 1)
+        delay = Math.min(delay, head.deadline - this.#store.clock.now())
+        if (delay > 0) await this.#sleep(head, delay)
+      }
+    } finally {
+      this.#pumping = false
+      if (this.idle) this.#onIdle()
+    }
+  }
+
+  /** Sleeps up to `ms`; wakes early on a push from the store, a local release, or the head's timeout/abort. */
+  async #sleep(head: Waiter, ms: number): Promise<void> {
+    const local = new AbortController()
+    this.#localWake = local
+    const signal = AbortSignal.any([head.wake.signal, local.signal])
+    try {
+      if (this.#store.waitForRelease && this.#localHolders === 0) await this.#store.waitForRelease(this.#key, ms, signal)
+      else await sleep(ms, signal)
+    } finally {
+      if (this.#localWake === local) this.#localWake = null
+    }
+  }
+}

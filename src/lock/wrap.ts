@@ -1,0 +1,46 @@
+import { InvalidArgumentError } from '../errors.js'
+import { describe } from '../protocol/keys.js'
+import type { AcquireOptions } from './lock-options.js'
+import type { Locks } from './locks.js'
+
+/**
+ * Returned by a key function to run that call without a lock (the original library's
+ * `DontLock`).
+ */
+export const SKIP_LOCK: unique symbol = Symbol.for('memcached-lock.skip')
+
+/** Computes a call's lock key from its arguments; `this` is the call's `this`. */
+export type KeyFunction<A extends unknown[]> = (this: unknown, ...args: A) => string | typeof SKIP_LOCK
+
+export interface WrapOptions<A extends unknown[]> extends AcquireOptions {
+  /** The lock key of a call, or {@link SKIP_LOCK}. */
+  key: KeyFunction<A>
+  /** `mutex` (default) or `reentrant` (nested calls in the same async call tree re-enter). */
+  kind?: 'mutex' | 'reentrant'
+}
+
+/** @internal Implements `locks.wrap()` and the decorators. */
+export function wrapWithLock<A extends unknown[], R>(
+  locks: Locks,
+  fn: (...args: A) => Promise<R> | R,
+  options: WrapOptions<A>,
+): (...args: A) => Promise<R> {
+  if (typeof fn !== 'function') throw new InvalidArgumentError(`fn must be a function, got ${describe(fn)}`)
+  if (typeof options !== 'object' || options === null || typeof options.key !== 'function') {
+    throw new InvalidArgumentError(`options.key must be a function returning the lock key, got ${describe(options?.key)}`)
+  }
+  const { key: keyOf, kind = 'mutex', ...acquire } = options
+  if (kind !== 'mutex' && kind !== 'reentrant') throw new InvalidArgumentError(`kind must be "mutex" or "reentrant", got ${describe(kind)}`)
+  const wrapped = async function (this: unknown, ...args: A): Promise<R> {
+    const key = keyOf.apply(this, args)
+    if (key === SKIP_LOCK) return fn.apply(this, args)
+    if (typeof key !== 'string' || key.length === 0) {
+      throw new InvalidArgumentError(`the key function must return a non-empty string or SKIP_LOCK, got ${describe(key)}`)
+    }
+    const lock = kind === 'mutex' ? locks.mutex(key) : locks.reentrant(key)
+    return lock.withLock(() => fn.apply(this, args), acquire)
+  }
+  Object.defineProperty(wrapped, 'name', { value: fn.name, configurable: true })
+  Object.defineProperty(wrapped, 'length', { value: fn.length, configurable: true })
+  return wrapped
+}

@@ -1,0 +1,194 @@
+/**
+ * Incremental reply decoder: feed it the byte stream in chunks of any size, get whole replies
+ * out, in order. Pure (no I/O, no timers). Anything that is not a reply memcached can send
+ * raises {@link ProtocolError}, after which the decoder refuses further input: the stream is
+ * out of sync and the connection must be closed.
+ */
+import { ProtocolError } from '../errors.js'
+
+/** Status of a meta command reply. */
+export type MetaStatus = 'HD' | 'VA' | 'EN' | 'NS' | 'EX' | 'NF' | 'MN'
+
+/** Flags returned with a meta reply, by letter: `{ c: '42', t: '30', O: '7', k: 'key', b: '' }`. */
+export type MetaFlags = Record<string, string>
+
+/** A reply to `ms`, `mg`, `md`, `ma` or `mn`. `value` is set for `VA`. */
+export interface MetaReply {
+  readonly kind: 'meta'
+  readonly status: MetaStatus
+  readonly flags: MetaFlags
+  readonly value?: Buffer
+}
+
+/** The `STAT name value` lines up to `END`. */
+export interface StatsReply {
+  readonly kind: 'stats'
+  readonly stats: Record<string, string>
+}
+
+export interface VersionReply {
+  readonly kind: 'version'
+  readonly version: string
+}
+
+/** A one-word classic reply: `STORED` (e.g. to `set auth`), `OK` (to `watch`), ... */
+export interface WordReply {
+  readonly kind: 'word'
+  readonly word: 'STORED' | 'NOT_STORED' | 'OK' | 'EXISTS' | 'NOT_FOUND' | 'DELETED' | 'TOUCHED' | 'RESET'
+}
+
+/** `ERROR`, `CLIENT_ERROR <msg>` or `SERVER_ERROR <msg>`. */
+export interface ErrorReply {
+  readonly kind: 'error'
+  readonly type: 'ERROR' | 'CLIENT_ERROR' | 'SERVER_ERROR'
+  readonly message: string
+}
+
+export type Reply = MetaReply | StatsReply | VersionReply | WordReply | ErrorReply
+
+export interface DecoderLimits {
+  /** Longest reply line accepted, in bytes. @default 8192 */
+  maxLineBytes?: number
+  /** Largest `VA` value accepted, in bytes. @default 1048576 */
+  maxValueBytes?: number
+}
+
+const LF = 0x0a
+const CR = 0x0d
+const WORDS = new Set(['STORED', 'NOT_STORED', 'OK', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'RESET'])
+const NO_VALUE_STATUSES = new Set(['HD', 'EN', 'NS', 'EX', 'NF', 'MN'])
+
+export class ReplyDecoder {
+  readonly #maxLine: number
+  readonly #maxValue: number
+  #buf: Buffer = Buffer.alloc(0)
+  #pos = 0
+  #stats: Record<string, string> | null = null
+  #failed: ProtocolError | null = null
+
+  constructor(limits: DecoderLimits = {}) {
+    this.#maxLine = limits.maxLineBytes ?? 8192
+    this.#maxValue = limits.maxValueBytes ?? 1024 * 1024
+  }
+
+  /** True while a reply has started but not ended (bytes or STAT lines are waiting). */
+  get midReply(): boolean {
+    return this.#pos < this.#buf.length || this.#stats !== null
+  }
+
+  /** Feeds bytes; returns the replies they completed, in order. Throws {@link ProtocolError} on garbage. */
+  push(chunk: Buffer): Reply[] {
+    if (this.#failed) throw new ProtocolError('decoder already failed; the connection must be closed', { cause: this.#failed })
+    this.#buf = this.#pos < this.#buf.length ? Buffer.concat([this.#buf.subarray(this.#pos), chunk]) : chunk
+    this.#pos = 0
+    const out: Reply[] = []
+    try {
+      for (;;) {
+        const reply = this.#next()
+        if (reply === undefined) break
+        if (reply !== null) out.push(reply)
+      }
+    } catch (err) {
+      this.#failed = err as ProtocolError
+      throw err
+    }
+    if (this.#pos >= this.#buf.length) {
+      this.#buf = Buffer.alloc(0)
+      this.#pos = 0
+    }
+    return out
+  }
+
+  /** Parses one reply from the buffer: a reply, `null` for a consumed STAT line, `undefined` when more bytes are needed. */
+  #next(): Reply | null | undefined {
+    const buf = this.#buf
+    const start = this.#pos
+    const lf = buf.indexOf(LF, start)
+    if (lf === -1) {
+      if (buf.length - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
+      return undefined
+    }
+    if (lf - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
+    if (lf === start || buf[lf - 1] !== CR) throw new ProtocolError(`reply line not ended by CRLF: ${show(buf, start, lf)}`)
+    const line = buf.toString('latin1', start, lf - 1)
+
+    if (this.#stats !== null) {
+      if (line === 'END') {
+        const stats = this.#stats
+        this.#stats = null
+        this.#pos = lf + 1
+        return { kind: 'stats', stats }
+      }
+      this.#addStat(line)
+      this.#pos = lf + 1
+      return null
+    }
+
+    const sp = line.indexOf(' ')
+    const head = sp === -1 ? line : line.slice(0, sp)
+    if (head === 'VA') {
+      const tokens = line.split(' ')
+      const lenText = tokens[1]
+      if (lenText === undefined || !/^\d{1,10}$/.test(lenText)) throw new ProtocolError(`bad VA length: ${clip(line)}`)
+      const len = Number(lenText)
+      if (len > this.#maxValue) throw new ProtocolError(`value of ${len} bytes is larger than the ${this.#maxValue}-byte limit`)
+      const dataStart = lf + 1
+      const dataEnd = dataStart + len
+      if (buf.length < dataEnd + 2) return undefined
+      if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
+      const flags = parseFlags(tokens, 2, line)
+      const value = Buffer.from(buf.subarray(dataStart, dataEnd))
+      this.#pos = dataEnd + 2
+      return { kind: 'meta', status: 'VA', flags, value }
+    }
+    this.#pos = lf + 1
+    if (NO_VALUE_STATUSES.has(head)) {
+      const flags = sp === -1 ? {} : parseFlags(line.split(' '), 1, line)
+      return { kind: 'meta', status: head as MetaStatus, flags }
+    }
+    if (head === 'STAT') {
+      this.#stats = {}
+      this.#addStat(line)
+      return null
+    }
+    if (head === 'END' && sp === -1) return { kind: 'stats', stats: {} }
+    if (head === 'VERSION' && sp !== -1) return { kind: 'version', version: line.slice(sp + 1) }
+    if (head === 'ERROR' && sp === -1) return { kind: 'error', type: 'ERROR', message: '' }
+    if (head === 'CLIENT_ERROR' || head === 'SERVER_ERROR') {
+      return { kind: 'error', type: head, message: sp === -1 ? '' : line.slice(sp + 1) }
+    }
+    if (sp === -1 && WORDS.has(head)) return { kind: 'word', word: head as WordReply['word'] }
+    throw new ProtocolError(`unexpected reply line: ${clip(line)}`)
+  }
+
+  #addStat(line: string): void {
+    const m = /^STAT (\S+)(?: (.*))?$/.exec(line)
+    if (!m) throw new ProtocolError(`bad STAT line: ${clip(line)}`)
+    ;(this.#stats as Record<string, string>)[m[1] as string] = m[2] ?? ''
+  }
+}
+
+function parseFlags(tokens: string[], from: number, line: string): MetaFlags {
+  const flags: MetaFlags = {}
+  for (let i = from; i < tokens.length; i++) {
+    const t = tokens[i] as string
+    const c = t.charCodeAt(0)
+    // flags are one ASCII letter followed by a token of printable characters
+    if (!((c >= 65 && c <= 90) || (c >= 97 && c <= 122))) throw new ProtocolError(`bad flag in reply: ${clip(line)}`)
+    for (let j = 1; j < t.length; j++) {
+      const d = t.charCodeAt(j)
+      if (d <= 0x20 || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(line)}`)
+    }
+    flags[t[0] as string] = t.slice(1)
+  }
+  return flags
+}
+
+function clip(line: string): string {
+  const s = line.length > 80 ? line.slice(0, 80) + '...' : line
+  return JSON.stringify(s)
+}
+
+function show(buf: Buffer, start: number, end: number): string {
+  return clip(buf.toString('latin1', start, Math.min(end, start + 100)))
+}

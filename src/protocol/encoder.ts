@@ -1,0 +1,65 @@
+/**
+ * Encoders for the memcached commands the library uses. Pure: strings in, the exact request
+ * text out. Keys must come from {@link encodeKey}; flags are single tokens such as `T30`, `c`,
+ * `C123`, `O7`, `b`. Nothing here touches a socket.
+ */
+import type { WireKey } from './keys.js'
+
+const CRLF = '\r\n'
+
+function withFlags(head: string, key: WireKey, flags: readonly string[]): string {
+  let s = head
+  if (key.base64) s += ' b'
+  for (const f of flags) s += ' ' + f
+  return s
+}
+
+/** `ms <key> <datalen> <flags>*\r\n<data>\r\n`: a meta set. `value` is sent as UTF-8. */
+export function encodeMetaSet(key: WireKey, value: string, flags: readonly string[]): string {
+  return withFlags('ms ' + key.wire + ' ' + Buffer.byteLength(value, 'utf8'), key, flags) + CRLF + value + CRLF
+}
+
+/** `mg <key> <flags>*\r\n`: a meta get. */
+export function encodeMetaGet(key: WireKey, flags: readonly string[]): string {
+  return withFlags('mg ' + key.wire, key, flags) + CRLF
+}
+
+/** `md <key> <flags>*\r\n`: a meta delete. */
+export function encodeMetaDelete(key: WireKey, flags: readonly string[]): string {
+  return withFlags('md ' + key.wire, key, flags) + CRLF
+}
+
+/** `ma <key> <flags>*\r\n`: a meta arithmetic. */
+export function encodeMetaArithmetic(key: WireKey, flags: readonly string[]): string {
+  return withFlags('ma ' + key.wire, key, flags) + CRLF
+}
+
+/** `mn\r\n`: meta no-op; the server answers `MN` after every earlier reply (and flushes). */
+export function encodeMetaNoop(): string {
+  return 'mn' + CRLF
+}
+
+/** `version\r\n`. */
+export function encodeVersion(): string {
+  return 'version' + CRLF
+}
+
+/** `stats\r\n` or `stats <group>\r\n` (`settings`, `slabs`...). */
+export function encodeStats(group?: 'settings' | 'slabs' | 'items' | 'conns'): string {
+  return (group ? 'stats ' + group : 'stats') + CRLF
+}
+
+/**
+ * `set auth 0 0 <len>\r\n<username> <password>\r\n`: authentication for servers started with
+ * `-Y <authfile>` (the ASCII protocol cannot use SASL). The server answers `STORED` or
+ * `CLIENT_ERROR authentication failure`.
+ */
+export function encodeAuth(username: string, password: string): string {
+  const data = username + ' ' + password
+  return 'set auth 0 0 ' + Buffer.byteLength(data, 'utf8') + CRLF + data + CRLF
+}
+
+/** `watch <streams>\r\n`: turns the connection into a log stream (answer `OK`, then one line per event). */
+export function encodeWatch(streams: readonly ('mutations' | 'fetchers' | 'evictions')[]): string {
+  return 'watch ' + streams.join(' ') + CRLF
+}

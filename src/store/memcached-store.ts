@@ -1,0 +1,330 @@
+/**
+ * The memcached store: every verb is one atomic, owner-checked meta command.
+ *
+ * | verb | command | answers |
+ * |---|---|---|
+ * | create | `ms <k> <len> T<s> ME c` + token | `HD c<cas>` acquired, `NS` held |
+ * | extend | `ms <k> <len> T<s> C<cas> c` + token | `HD c<new cas>` extended, `EX`/`NF` lost |
+ * | delete | `ms <k> <len> T-1 C<cas>` (or `md <k> C<cas>`) | `HD` released, `EX`/`NF` not ours |
+ * | inspect | `mg <k> v c t` | `VA` holder, `EN` free |
+ *
+ * The CAS counter restarts at 1 when memcached restarts, so a bare CAS from before a reconnect
+ * could match someone else's lock: after any reconnect, extend and delete first read the item
+ * (`mg v c`) and act only if it still carries our token.
+ */
+import { MemcachedClient } from '../client/client.js'
+import type { Connection, ServerIdentity } from '../client/connection.js'
+import { ReleaseWatcher } from '../client/release-watcher.js'
+import { ProtocolError, UnsafeServerError } from '../errors.js'
+import { sleep } from '../internal/sleep.js'
+import type { MetaReply } from '../protocol/decoder.js'
+import { encodeKey, type WireKey } from '../protocol/keys.js'
+import {
+  monotonicClock,
+  type Clock,
+  type CreateOptions,
+  type CreateResult,
+  type Lease,
+  type LockInfo,
+  type LockStore,
+  type OwnerInfo,
+  type StoreLossReason,
+} from './lock-store.js'
+import { newToken } from './owner.js'
+import { resolveStoreOptions, type MemcachedStoreOptions, type ResolvedStoreOptions } from './store-options.js'
+import { checkTtlMs, driftMs, serverTtlSeconds } from './ttl.js'
+
+interface LeaseState {
+  readonly wire: WireKey
+  readonly conn: Connection
+  readonly value: string
+  readonly cas: string
+  readonly generation: number
+}
+
+class MemcachedLease implements Lease {
+  constructor(
+    readonly key: string,
+    readonly token: string,
+    readonly fence: bigint,
+    readonly validUntil: number,
+    readonly server: string,
+    /** @internal */ readonly state: LeaseState,
+  ) {}
+}
+
+interface Watch {
+  readonly lease: MemcachedLease
+  readonly onLost: (reason: StoreLossReason, cause?: Error) => void
+}
+
+/** Builds a fencing token from the server's boot epoch and the acquire CAS: compares across restarts. */
+export function makeFence(bootEpoch: number, cas: bigint): bigint {
+  return (BigInt(bootEpoch) << 64n) | cas
+}
+
+/**
+ * Events: `warning` (message: string, server: string) when a server could evict lock keys;
+ * plus the client's `state`, `ready`, `down`, `restart` (forwarded, with the connection first).
+ */
+export class MemcachedStore implements LockStore {
+  readonly clock: Clock
+  readonly client: MemcachedClient
+  readonly options: ResolvedStoreOptions
+  readonly #ownsClient: boolean
+  readonly #watches = new Map<Connection, Set<Watch>>()
+  readonly #warned = new Set<string>()
+  readonly #watchers = new Map<Connection, ReleaseWatcher>()
+  #closed = false
+
+  constructor(options: MemcachedStoreOptions = {}) {
+    this.options = resolveStoreOptions(options)
+    this.clock = options.clock ?? monotonicClock
+    this.#ownsClient = !options.client
+    this.client = options.client ?? new MemcachedClient({ ...this.options.connection, servers: this.options.servers })
+    this.client.on('down', (conn: Connection, err: Error) => this.#lose(conn, 'disconnected', err))
+    this.client.on('restart', (conn: Connection) => this.#lose(conn, 'server-restarted'))
+    this.client.on('ready', (conn: Connection, id: ServerIdentity) => this.#checkEviction(conn, id))
+  }
+
+  /** Connects to every server now (otherwise the first request connects). */
+  connect(): Promise<void> {
+    return this.client.connect()
+  }
+
+  async create(key: string, ttlMs: number, owner: OwnerInfo, options?: CreateOptions): Promise<CreateResult> {
+    checkTtlMs(ttlMs)
+    const wire = encodeKey(this.options.prefix, key)
+    const conn = this.client.connectionFor(wire)
+    const token = newToken()
+    const value = token + ' ' + JSON.stringify(owner)
+    const start = this.clock.now()
+    const set = conn.metaSet(wire, value, ['T' + serverTtlSeconds(ttlMs), 'ME', 'c'])
+    // pipelined in the same write: no extra round trip, and it tells a waiter how long to sleep
+    const get = options?.wantRemaining ? conn.metaGet(wire, ['t']) : null
+    get?.catch(() => {})
+    let reply: MetaReply
+    try {
+      reply = await set
+    } catch (err) {
+      // the add may have landed before the failure: make sure it does not linger
+      this.#cleanupAmbiguous(conn, wire, token, ttlMs)
+      throw err
+    }
+    if (reply.status === 'HD') {
+      const id = conn.identity as ServerIdentity
+      this.#refuseIfUnsafe(conn, id, ttlMs)
+      const cas = reply.flags.c as string
+      const lease = new MemcachedLease(key, token, makeFence(id.bootEpoch, BigInt(cas)), start + ttlMs - driftMs(ttlMs), conn.name, {
+        wire,
+        conn,
+        value,
+        cas,
+        generation: conn.generation,
+      })
+      return { acquired: true, lease }
+    }
+    if (reply.status !== 'NS') throw unexpected(conn, 'ms ME', reply)
+    if (!get) return { acquired: false }
+    const r = await get.catch(() => null)
+    const t = r && (r.status === 'HD' || r.status === 'VA') ? Number(r.flags.t) : NaN
+    return Number.isInteger(t) && t >= 0 ? { acquired: false, remainingMs: t * 1000 } : { acquired: false }
+  }
+
+  async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {
+    checkTtlMs(ttlMs)
+    const l = this.#own(lease)
+    const st = l.state
+    const cas = await this.#currentCas(l)
+    if (cas === null) return null
+    const start = this.clock.now()
+    const reply = await st.conn.metaSet(st.wire, st.value, ['T' + serverTtlSeconds(ttlMs), 'C' + cas, 'c'])
+    if (reply.status === 'HD') {
+      return new MemcachedLease(l.key, l.token, l.fence, start + ttlMs - driftMs(ttlMs), l.server, {
+        ...st,
+        cas: reply.flags.c as string,
+        generation: st.conn.generation,
+      })
+    }
+    if (reply.status === 'EX' || reply.status === 'NF') return null
+    throw unexpected(st.conn, 'ms C', reply)
+  }
+
+  async delete(lease: Lease): Promise<boolean> {
+    const l = this.#own(lease)
+    const st = l.state
+    const cas = await this.#currentCas(l)
+    if (cas === null) return false
+    // a compare-and-expire store instead of md: waiters watching `watch mutations` see it (deletes are not logged)
+    const reply = this.options.releaseAsStore
+      ? await st.conn.metaSet(st.wire, st.value, ['T-1', 'C' + cas])
+      : await st.conn.metaDelete(st.wire, ['C' + cas])
+    if (reply.status === 'HD') return true
+    if (reply.status === 'EX' || reply.status === 'NF') return false
+    throw unexpected(st.conn, 'release', reply)
+  }
+
+  async inspect(key: string): Promise<LockInfo | null> {
+    const wire = encodeKey(this.options.prefix, key)
+    const conn = this.client.connectionFor(wire)
+    const reply = await conn.metaGet(wire, ['v', 'c', 't'])
+    if (reply.status === 'EN') return null
+    if (reply.status !== 'VA') throw unexpected(conn, 'mg', reply)
+    const { token, owner } = parseValue(reply.value as Buffer)
+    const t = Number(reply.flags.t)
+    const id = conn.identity as ServerIdentity
+    return {
+      key,
+      token,
+      owner,
+      remainingMs: t < 0 ? null : t * 1000,
+      fence: makeFence(id.bootEpoch, BigInt(reply.flags.c ?? '0')),
+      server: conn.name,
+    }
+  }
+
+  async forceDelete(key: string): Promise<boolean> {
+    const wire = encodeKey(this.options.prefix, key)
+    const conn = this.client.connectionFor(wire)
+    const got = await conn.metaGet(wire, ['v', 'c'])
+    if (got.status === 'EN') return false
+    // compare-and-expire on what we just saw, so watchers are woken; if it changed meanwhile, delete whatever is there
+    const reply = await conn.metaSet(wire, (got.value as Buffer).toString('utf8'), ['T-1', 'C' + (got.flags.c ?? '0')])
+    if (reply.status === 'HD') return true
+    const del = await conn.metaDelete(wire, [])
+    return del.status === 'HD'
+  }
+
+  watchLease(lease: Lease, onLost: (reason: StoreLossReason, cause?: Error) => void): () => void {
+    const l = this.#own(lease)
+    const conn = l.state.conn
+    let set = this.#watches.get(conn)
+    if (!set) {
+      set = new Set()
+      this.#watches.set(conn, set)
+    }
+    const w: Watch = { lease: l, onLost }
+    // the lease was taken on a connection that has since broken: it is already suspect
+    if (conn.generation !== l.state.generation || conn.state !== 'ready') {
+      queueMicrotask(() => onLost('disconnected'))
+      return () => {}
+    }
+    set.add(w)
+    return () => {
+      set.delete(w)
+    }
+  }
+
+  waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const wire = encodeKey(this.options.prefix, key)
+    if (!this.options.pushWakeups || this.#closed) return sleep(timeoutMs, signal)
+    const conn = this.client.connectionFor(wire)
+    let w = this.#watchers.get(conn)
+    if (!w) {
+      w = new ReleaseWatcher(conn.address, this.options.connection)
+      this.#watchers.set(conn, w)
+    }
+    return w.wait(wire, timeoutMs, signal)
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    for (const w of this.#watchers.values()) w.close()
+    this.#watchers.clear()
+    if (this.#ownsClient) await this.client.close()
+  }
+
+  #own(lease: Lease): MemcachedLease {
+    if (!(lease instanceof MemcachedLease)) throw new TypeError('lease was not created by this MemcachedStore')
+    return lease
+  }
+
+  /** The CAS to compare against: the lease's own, or (after a reconnect) the item's, if it still carries our token. */
+  async #currentCas(l: MemcachedLease): Promise<string | null> {
+    const st = l.state
+    if (st.conn.generation === st.generation) return st.cas
+    const got = await st.conn.metaGet(st.wire, ['v', 'c'])
+    if (got.status !== 'VA') return null
+    return parseValue(got.value as Buffer).token === l.token ? (got.flags.c as string) : null
+  }
+
+  #lose(conn: Connection, reason: StoreLossReason, cause?: Error): void {
+    const set = this.#watches.get(conn)
+    if (!set || set.size === 0) return
+    this.#watches.delete(conn)
+    for (const w of set) {
+      try {
+        w.onLost(reason, cause)
+      } catch {
+        // a listener's failure must not stop the others from hearing of the loss
+      }
+    }
+  }
+
+  #checkEviction(conn: Connection, id: ServerIdentity): void {
+    const risk = evictionRisk(id.settings, serverTtlSeconds(this.options.maxTtlMs))
+    if (!risk || this.#warned.has(conn.name)) return
+    this.#warned.add(conn.name)
+    this.options.onWarning(`memcached at ${conn.name} ${risk}`, conn.name)
+  }
+
+  #refuseIfUnsafe(conn: Connection, id: ServerIdentity, ttlMs: number): void {
+    if (!this.options.refuseUnsafeServers) return
+    const risk = evictionRisk(id.settings, serverTtlSeconds(ttlMs))
+    if (risk) throw new UnsafeServerError(`memcached at ${conn.name} ${risk}`, conn.name)
+  }
+
+  #cleanupAmbiguous(conn: Connection, wire: WireKey, token: string, ttlMs: number): void {
+    const deadline = this.clock.now() + serverTtlSeconds(ttlMs) * 1000
+    const attempt = (delay: number): void => {
+      if (this.#closed || this.clock.now() + delay > deadline) return
+      setTimeout(() => {
+        void (async () => {
+          try {
+            const got = await conn.metaGet(wire, ['v', 'c'])
+            if (got.status === 'VA' && parseValue(got.value as Buffer).token === token) {
+              await conn.metaDelete(wire, ['C' + got.flags.c])
+            }
+          } catch {
+            attempt(Math.min(delay * 2, 2000))
+          }
+        })()
+      }, delay).unref()
+    }
+    attempt(50)
+  }
+}
+
+/**
+ * Says why a server could evict a lock key before its TTL, with the fix, or returns null.
+ * Safe: `evictions off` (`-M`), or the temporary LRU on with `temporary_ttl` >= the lock TTL.
+ */
+export function evictionRisk(settings: Readonly<Record<string, string>>, ttlSeconds: number): string | null {
+  if (settings.evictions === 'off') return null
+  const tempTtl = Number(settings.temporary_ttl)
+  if (settings.temp_lru === 'yes' && Number.isFinite(tempTtl) && tempTtl >= ttlSeconds) return null
+  return (
+    `may evict lock keys before their TTL (evictions on, ${settings.temp_lru === 'yes' ? `temporary_ttl=${settings.temporary_ttl} < ${ttlSeconds} s` : 'no temporary LRU'}). ` +
+    `Fix: start it with -M (never evict; full memory then refuses new items), or with -o temp_lru,temporary_ttl=${Math.max(ttlSeconds, 61)} ` +
+    `(items with a TTL up to that many seconds go to an LRU that is never evicted), ideally on servers dedicated to locks`
+  )
+}
+
+function parseValue(value: Buffer): { token: string; owner: OwnerInfo | null } {
+  const text = value.toString('utf8')
+  const sp = text.indexOf(' ')
+  if (sp === -1) return { token: text, owner: null }
+  let owner: OwnerInfo | null = null
+  try {
+    const o = JSON.parse(text.slice(sp + 1)) as unknown
+    if (o && typeof o === 'object') owner = o as OwnerInfo
+  } catch {
+    owner = null
+  }
+  return { token: text.slice(0, sp), owner }
+}
+
+function unexpected(conn: Connection, what: string, reply: MetaReply): ProtocolError {
+  return new ProtocolError(`unexpected ${reply.status} from ${conn.name} to ${what}`)
+}

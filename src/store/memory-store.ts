@@ -1,0 +1,191 @@
+/**
+ * The in-process store: the same contract as memcached, for single-process use and for tests
+ * of application code. Time comes from an injectable monotonic clock, so tests can move time
+ * without sleeping. Fault injection (`simulateRestart`, `evict`) lets tests exercise the
+ * lost-lock paths of their own code.
+ */
+import { InvalidArgumentError } from '../errors.js'
+import { describe } from '../protocol/keys.js'
+import { sleep } from '../internal/sleep.js'
+import {
+  monotonicClock,
+  type Clock,
+  type CreateResult,
+  type Lease,
+  type LockInfo,
+  type LockStore,
+  type OwnerInfo,
+  type StoreLossReason,
+} from './lock-store.js'
+import { newToken } from './owner.js'
+import { checkTtlMs } from './ttl.js'
+
+interface Entry {
+  readonly token: string
+  readonly owner: OwnerInfo
+  readonly fence: bigint
+  expiresAt: number
+}
+
+class MemoryLease implements Lease {
+  readonly server = 'memory'
+  constructor(
+    readonly key: string,
+    readonly token: string,
+    readonly fence: bigint,
+    readonly validUntil: number,
+    /** @internal */ readonly store: MemoryStore,
+  ) {}
+}
+
+export interface MemoryStoreOptions {
+  /** Monotonic clock in ms; inject one to control time in tests. @default performance.now */
+  clock?: Clock
+}
+
+export class MemoryStore implements LockStore {
+  readonly clock: Clock
+  readonly #entries = new Map<string, Entry>()
+  readonly #releaseWaiters = new Map<string, Set<() => void>>()
+  readonly #watches = new Set<{ lease: MemoryLease; onLost: (reason: StoreLossReason) => void }>()
+  #fence = 0n
+  #closed = false
+
+  constructor(options: MemoryStoreOptions = {}) {
+    if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
+      throw new InvalidArgumentError(`clock must be an object with a now() method, got ${describe(options.clock)}`)
+    }
+    this.clock = options.clock ?? monotonicClock
+  }
+
+  async create(key: string, ttlMs: number, owner: OwnerInfo, options?: { wantRemaining?: boolean }): Promise<CreateResult> {
+    checkKey(key)
+    checkTtlMs(ttlMs)
+    const now = this.clock.now()
+    const cur = this.#live(key, now)
+    if (cur) return options?.wantRemaining ? { acquired: false, remainingMs: Math.max(0, cur.expiresAt - now) } : { acquired: false }
+    const token = newToken()
+    const fence = ++this.#fence
+    this.#entries.set(key, { token, owner, fence, expiresAt: now + ttlMs })
+    return { acquired: true, lease: new MemoryLease(key, token, fence, now + ttlMs, this) }
+  }
+
+  async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {
+    checkTtlMs(ttlMs)
+    const l = this.#own(lease)
+    const now = this.clock.now()
+    const cur = this.#live(l.key, now)
+    if (!cur || cur.token !== l.token) return null
+    cur.expiresAt = now + ttlMs
+    return new MemoryLease(l.key, l.token, l.fence, now + ttlMs, this)
+  }
+
+  async delete(lease: Lease): Promise<boolean> {
+    const l = this.#own(lease)
+    const cur = this.#live(l.key, this.clock.now())
+    if (!cur || cur.token !== l.token) return false
+    this.#entries.delete(l.key)
+    this.#wake(l.key)
+    return true
+  }
+
+  async inspect(key: string): Promise<LockInfo | null> {
+    checkKey(key)
+    const now = this.clock.now()
+    const cur = this.#live(key, now)
+    if (!cur) return null
+    return { key, token: cur.token, owner: cur.owner, remainingMs: cur.expiresAt - now, fence: cur.fence, server: 'memory' }
+  }
+
+  async forceDelete(key: string): Promise<boolean> {
+    checkKey(key)
+    const had = this.#live(key, this.clock.now()) !== undefined
+    this.#entries.delete(key)
+    if (had) this.#wake(key)
+    return had
+  }
+
+  watchLease(lease: Lease, onLost: (reason: StoreLossReason) => void): () => void {
+    const w = { lease: this.#own(lease), onLost }
+    this.#watches.add(w)
+    return () => {
+      this.#watches.delete(w)
+    }
+  }
+
+  waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.#closed) return sleep(timeoutMs, signal)
+    return new Promise((resolve) => {
+      let set = this.#releaseWaiters.get(key)
+      if (!set) {
+        set = new Set()
+        this.#releaseWaiters.set(key, set)
+      }
+      const s = set
+      const done = (): void => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', done)
+        s.delete(done)
+        if (s.size === 0) this.#releaseWaiters.delete(key)
+        resolve()
+      }
+      const timer = setTimeout(done, Math.max(0, timeoutMs))
+      timer.unref()
+      signal?.addEventListener('abort', done, { once: true })
+      s.add(done)
+    })
+  }
+
+  /** Fault injection: forget every lock, as a memcached restart does, and tell holders. */
+  simulateRestart(): void {
+    const keys = [...this.#entries.keys()]
+    this.#entries.clear()
+    const watches = [...this.#watches]
+    this.#watches.clear()
+    for (const w of watches) w.onLost('server-restarted')
+    for (const k of keys) this.#wake(k)
+  }
+
+  /** Fault injection: drop one lock silently, as an eviction does (nobody is told). */
+  evict(key: string): boolean {
+    return this.#entries.delete(key)
+  }
+
+  /** Number of locks currently held (expired ones excluded). */
+  get size(): number {
+    const now = this.clock.now()
+    let n = 0
+    for (const k of this.#entries.keys()) if (this.#live(k, now)) n++
+    return n
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const set of this.#releaseWaiters.values()) for (const done of [...set]) done()
+  }
+
+  #live(key: string, now: number): Entry | undefined {
+    const e = this.#entries.get(key)
+    if (e && e.expiresAt <= now) {
+      this.#entries.delete(key)
+      return undefined
+    }
+    return e
+  }
+
+  #wake(key: string): void {
+    const set = this.#releaseWaiters.get(key)
+    if (set) for (const done of [...set]) done()
+  }
+
+  #own(lease: Lease): MemoryLease {
+    if (!(lease instanceof MemoryLease) || lease.store !== this) throw new TypeError('lease was not created by this MemoryStore')
+    return lease
+  }
+}
+
+function checkKey(key: unknown): void {
+  if (typeof key !== 'string' || key.length === 0 || !key.isWellFormed()) {
+    throw new InvalidArgumentError(`lock key must be a non-empty, well-formed string, got ${describe(key)}`)
+  }
+}
