@@ -5,7 +5,14 @@ export { ReentrantLock, ReentrantHandle, LockOwner, type ReentrantAcquireOptions
 export { LockHandle } from './lock/lock-handle.js'
 export { type AcquireOptions, type UnavailablePolicy } from './lock/lock-options.js'
 export { SKIP_LOCK, type KeyFunction, type WrapOptions } from './lock/wrap.js'
-export { Locked, type LocksSource } from './decorators/locked.js'
+export { Locked, Serialized, type LocksSource } from './decorators/locked.js'
+export {
+  Serializer,
+  type SerializerOptions,
+  type SerializerStats,
+  type SerializedContext,
+  type SerializedWrapOptions,
+} from './lock/serializer.js'
 export {
   type LockStore,
   type Lease,

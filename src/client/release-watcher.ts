@@ -28,6 +28,8 @@ export class ReleaseWatcher {
   #idleTimer: NodeJS.Timeout | null = null
   #closed = false
   #retryAt = 0
+  /** Last time (performance.now) another client failed to add each key: evidence of remote waiters. */
+  readonly #contended = new Map<string, number>()
 
   constructor(address: ServerAddress, options: ConnectionOptions) {
     this.#address = address
@@ -59,8 +61,8 @@ export class ReleaseWatcher {
         if (this.#waiters.size === 0) this.#armIdle()
         resolve()
       }
+      // a caller awaits this: the timer keeps the process alive
       const timer = setTimeout(done, Math.max(0, timeoutMs))
-      timer.unref()
       signal?.addEventListener('abort', done, { once: true })
       s.add(done)
       if (this.#idleTimer) {
@@ -68,6 +70,16 @@ export class ReleaseWatcher {
         this.#idleTimer = null
       }
     })
+  }
+
+  /**
+   * Whether the stream showed a failed add (`status=not_stored cmd=add`) of `key` after `since`
+   * (performance.now time): someone else is waiting for it. Best effort: false when not watching.
+   */
+  contendedSince(key: WireKey, since: number): boolean {
+    if (!this.#ready) return false
+    const t = this.#contended.get(decodeWireKey(key.wire, key.base64).toString('latin1'))
+    return t !== undefined && t >= since
   }
 
   close(): void {
@@ -118,10 +130,18 @@ export class ReleaseWatcher {
 
   #onLine(line: string): void {
     // ts=... gid=... type=item_store key=<url-encoded> status=stored cmd=cas ttl=4294967234 ...
-    if (!line.includes('type=item_store') || !line.includes('status=stored')) return
+    if (!line.includes('type=item_store')) return
     const key = /(?:^| )key=(\S+)/.exec(line)?.[1]
+    if (key === undefined) return
+    if (line.includes('status=not_stored') && line.includes('cmd=add')) {
+      // another client's acquire failed: it waits for this key
+      if (this.#contended.size > 10_000) this.#contended.clear()
+      this.#contended.set(percentDecode(key), performance.now())
+      return
+    }
+    if (!line.includes('status=stored')) return
     const ttl = Number(/(?:^| )ttl=(\d+)/.exec(line)?.[1])
-    if (key === undefined || !(ttl >= 0x80000000)) return // only stores with a negative (wrapped) TTL are releases
+    if (!(ttl >= 0x80000000)) return // only stores with a negative (wrapped) TTL are releases
     const set = this.#waiters.get(percentDecode(key))
     if (set) for (const done of [...set]) done()
   }

@@ -6,7 +6,8 @@
 import { InvalidArgumentError } from '../errors.js'
 import { describe } from '../protocol/keys.js'
 import { Locks } from '../lock/locks.js'
-import { wrapWithLock, type WrapOptions } from '../lock/wrap.js'
+import type { Serializer, SerializedWrapOptions } from '../lock/serializer.js'
+import { checkWrapOptions, wrapWithLock, type WrapOptions } from '../lock/wrap.js'
 
 /** The factory to use: an instance, or a function of `this` (e.g. `(self) => self.locks`), resolved at call time. */
 export type LocksSource = Locks | ((self: unknown) => Locks)
@@ -26,6 +27,8 @@ export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOp
   if (typeof options?.key !== 'function') {
     throw new InvalidArgumentError(`@Locked options.key must be a function returning the lock key, got ${describe(options?.key)}`)
   }
+  // bad options fail where the method is decorated, not at its first call
+  checkWrapOptions(options)
   return decorateWith((method) => {
     const cache = new WeakMap<Locks, (...args: A) => Promise<unknown>>()
     return function (this: unknown, ...args: A): Promise<unknown> {
@@ -37,6 +40,35 @@ export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOp
       if (!wrapped) {
         wrapped = wrapWithLock(locks, method as unknown as (...a: A) => unknown, options)
         cache.set(locks, wrapped)
+      }
+      return wrapped.apply(this, args)
+    }
+  })
+}
+
+/**
+ * `@Serialized(serializer, { key: (order) => `order:${order.id}` })`: every call of the method
+ * runs through `serializer.run` for that object key (lock held across read, commit and
+ * conflict retries). The serializer may also be given as a function of `this`.
+ */
+export function Serialized<A extends unknown[]>(source: Serializer | ((self: unknown) => Serializer), options: SerializedWrapOptions<A>) {
+  if (typeof source !== 'object' && typeof source !== 'function') {
+    throw new InvalidArgumentError(`@Serialized needs a Serializer or a function returning one, got ${describe(source)}`)
+  }
+  if (typeof options?.key !== 'function') {
+    throw new InvalidArgumentError(`@Serialized options.key must be a function returning the object key, got ${describe(options?.key)}`)
+  }
+  return decorateWith((method) => {
+    const cache = new WeakMap<Serializer, (...args: A) => Promise<unknown>>()
+    return function (this: unknown, ...args: A): Promise<unknown> {
+      const serializer = typeof source === 'function' ? source(this) : source
+      if (typeof serializer?.run !== 'function') {
+        return Promise.reject(new InvalidArgumentError(`@Serialized: the serializer function returned ${describe(serializer)}`))
+      }
+      let wrapped = cache.get(serializer)
+      if (!wrapped) {
+        wrapped = serializer.wrap(method as unknown as (...a: A) => unknown, options)
+        cache.set(serializer, wrapped)
       }
       return wrapped.apply(this, args)
     }

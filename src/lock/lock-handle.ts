@@ -10,7 +10,10 @@ import type { Lease, LockStore } from '../store/lock-store.js'
 
 /** What a handle tells its owner (the lock factory) about its life. */
 export interface HandleHooks {
-  onReleased(handle: LockHandle, deleted: boolean): void
+  /** Called as the release is sent; may start a probe for waiters, sent in the same batch. */
+  onReleasing?(handle: LockHandle): Promise<boolean> | null
+  /** `contended`: the probe's answer (false when there was none). */
+  onReleased(handle: LockHandle, deleted: boolean, contended?: boolean): void
   onLost(handle: LockHandle, error: LockLostError): void
   onRenewalError(handle: LockHandle, error: unknown): void
 }
@@ -38,6 +41,11 @@ export class LockHandle implements AsyncDisposable {
    */
   readonly fencingToken: bigint
 
+  /** True when the lock was taken only after waiting (another holder had it at first). */
+  readonly waited: boolean
+  /** @internal Store-clock time the acquisition started: contention seen since then means others wait. */
+  readonly requestedAt: number
+
   readonly #store: LockStore | null
   readonly #hooks: HandleHooks
   readonly #config: HandleConfig
@@ -54,8 +62,17 @@ export class LockHandle implements AsyncDisposable {
   #lostListeners: ((error: LockLostError) => void)[] = []
 
   /** @internal Created by the lock factory. */
-  constructor(key: string, lease: Lease | null, store: LockStore | null, config: HandleConfig, hooks: HandleHooks) {
+  constructor(
+    key: string,
+    lease: Lease | null,
+    store: LockStore | null,
+    config: HandleConfig,
+    hooks: HandleHooks,
+    acquisition: { waited: boolean; requestedAt: number } = { waited: false, requestedAt: 0 },
+  ) {
     this.key = key
+    this.waited = acquisition.waited
+    this.requestedAt = acquisition.requestedAt
     this.locked = lease !== null
     this.fencingToken = lease?.fence ?? 0n
     this.#lease = lease
@@ -168,15 +185,21 @@ export class LockHandle implements AsyncDisposable {
   async #delete(wasLost: boolean): Promise<boolean> {
     const lease = this.#lease as Lease
     let deleted = false
+    let contended = false
     try {
-      deleted = await (this.#store as LockStore).delete(lease)
+      const probe = wasLost ? null : (this.#hooks.onReleasing?.(this) ?? null)
+      ;[deleted, contended] = await Promise.all([(this.#store as LockStore).delete(lease), probe?.catch(() => false) ?? false])
+    } catch (err) {
+      // the server could not be told; the lease ends by its TTL, but this handle is done either way
+      this.#hooks.onReleased(this, false, false)
+      throw err
     } finally {
       this.#unwatch?.()
       this.#unwatch = null
     }
     // it was gone before we released: the holder must hear of it
     if (!deleted && !wasLost) this.#announce('taken')
-    this.#hooks.onReleased(this, deleted)
+    this.#hooks.onReleased(this, deleted, contended)
     return deleted
   }
 

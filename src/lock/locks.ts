@@ -19,9 +19,10 @@ import { MemcachedStore } from '../store/memcached-store.js'
 import type { MemcachedStoreOptions } from '../store/store-options.js'
 import { defaultOwner } from '../store/owner.js'
 import { LockHandle, type HandleHooks } from './lock-handle.js'
-import { resolveAcquireOptions, type AcquireOptions, type ResolvedAcquireOptions } from './lock-options.js'
+import { checkInt, resolveAcquireOptions, type AcquireOptions, type ResolvedAcquireOptions } from './lock-options.js'
 import { Mutex } from './mutex.js'
 import { LockOwner, ReentrantLock, type ReentrantAcquireOptions, type ReentrantHandle } from './reentrant-lock.js'
+import { Serializer, type SerializerOptions } from './serializer.js'
 import { WaitQueue } from './wait-queue.js'
 import { SKIP_LOCK, wrapWithLock, type KeyFunction, type WrapOptions } from './wrap.js'
 
@@ -31,6 +32,12 @@ export interface LocksOptions extends MemcachedStoreOptions {
   store?: LockStore
   /** Defaults for every acquisition made through this factory. */
   defaults?: AcquireOptions
+  /**
+   * Fair hand-over: after releasing a lock that other clients were trying to take, this process
+   * waits this long before trying to take it again, so a woken remote waiter gets it first.
+   * 0 disables it (the releasing process then usually wins again). @default 1
+   */
+  handoffYieldMs?: number
 }
 
 /**
@@ -48,12 +55,14 @@ export class Locks extends EventEmitter {
   readonly #queues = new Map<string, WaitQueue>()
   readonly #active = new Set<LockHandle>()
   readonly #ended = new WeakSet<LockHandle>()
+  readonly #handoffYieldMs: number
   #closed = false
 
   constructor(options: LocksOptions = {}) {
     super()
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describe(options)}`)
-    const { store, defaults, ...storeOptions } = options
+    const { store, defaults, handoffYieldMs, ...storeOptions } = options
+    this.#handoffYieldMs = checkInt(handoffYieldMs ?? 1, 'handoffYieldMs', 0, 1000)
     if (store !== undefined) {
       if (typeof store?.create !== 'function') throw new InvalidArgumentError(`store must implement LockStore, got ${describe(store)}`)
       this.store = store
@@ -71,12 +80,18 @@ export class Locks extends EventEmitter {
 
   /** A primitive (non-reentrant) lock on `key`. Cheap: create one per use or keep it. */
   mutex(key: string, defaults?: AcquireOptions): Mutex {
-    return new Mutex(this, checkKeyArg(key), { ...this.defaults, ...defaults })
+    return new Mutex(this, checkKeyArg(key), this.#lockDefaults(defaults))
   }
 
   /** A lock that the same async context (or explicit {@link LockOwner}) may acquire again without waiting. */
   reentrant(key: string, defaults?: AcquireOptions): ReentrantLock {
-    return new ReentrantLock(this, checkKeyArg(key), { ...this.defaults, ...defaults })
+    return new ReentrantLock(this, checkKeyArg(key), this.#lockDefaults(defaults))
+  }
+
+  /** A lock's defaults over the factory's, checked now rather than at every acquisition. */
+  #lockDefaults(defaults: AcquireOptions | undefined): AcquireOptions {
+    resolveAcquireOptions(defaults, this.defaults, { autoRenew: false })
+    return { ...this.defaults, ...defaults }
   }
 
   /** An explicit owner for reentrancy across async contexts (pass it as `owner` to a reentrant lock). */
@@ -85,12 +100,12 @@ export class Locks extends EventEmitter {
   }
 
   /** Acquires `key`, runs `fn` with the handle (its `signal` aborts if the lock is lost), releases in all cases. Renews by default. */
-  withLock<T>(key: string, fn: (handle: LockHandle) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+  async withLock<T>(key: string, fn: (handle: LockHandle) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
     return this.mutex(key).withLock(fn, options)
   }
 
   /** Like {@link withLock} with a reentrant lock: nested calls for the same key in the same async call tree do not wait. */
-  withReentrantLock<T>(key: string, fn: (handle: ReentrantHandle) => Promise<T> | T, options?: ReentrantAcquireOptions): Promise<T> {
+  async withReentrantLock<T>(key: string, fn: (handle: ReentrantHandle) => Promise<T> | T, options?: ReentrantAcquireOptions): Promise<T> {
     return this.reentrant(key).withLock(fn, options)
   }
 
@@ -102,13 +117,21 @@ export class Locks extends EventEmitter {
     return wrapWithLock(this, fn, options)
   }
 
+  /**
+   * A writer serializer for an optimistic-concurrency store: each `run(key, fn)` holds the
+   * object's lock from before the read until after the commit and retries conflicts under it.
+   */
+  serializer(options: SerializerOptions): Serializer {
+    return new Serializer(this, options)
+  }
+
   /** Who holds `key` right now, or null when it is free. */
-  inspect(key: string): Promise<LockInfo | null> {
+  async inspect(key: string): Promise<LockInfo | null> {
     return this.store.inspect(checkKeyArg(key))
   }
 
   /** Deletes `key` whoever holds it (operators only: the holder loses mutual exclusion). */
-  forceRelease(key: string): Promise<boolean> {
+  async forceRelease(key: string): Promise<boolean> {
     return this.store.forceDelete(checkKeyArg(key))
   }
 
@@ -121,8 +144,10 @@ export class Locks extends EventEmitter {
   }
 
   /** @internal One attempt; null when held by someone else. */
-  async tryOnce(key: string, o: ResolvedAcquireOptions): Promise<LockHandle | null> {
+  async tryOnce(key: string, o: ResolvedAcquireOptions, requestedAt = this.store.clock.now()): Promise<LockHandle | null> {
     this.#checkOpen()
+    // cancelled before the attempt: do not take a lock nobody will use
+    if (o.signal?.aborted) throw new LockAbortedError(key, { cause: o.signal.reason })
     let result
     try {
       result = await this.store.create(key, o.ttlMs, defaultOwner(o.label))
@@ -135,14 +160,15 @@ export class Locks extends EventEmitter {
       return null
     }
     this.#queue(key).holderStarted()
-    return this.#handle(key, result.lease, o)
+    return this.#handle(key, result.lease, o, { waited: false, requestedAt })
   }
 
   /** @internal Waits up to `o.waitMs` in this process's queue for `key`. */
   async waitFor(key: string, o: ResolvedAcquireOptions): Promise<LockHandle> {
     this.#checkOpen()
+    const requestedAt = this.store.clock.now()
     if (o.waitMs === 0) {
-      const h = await this.tryOnce(key, o)
+      const h = await this.tryOnce(key, o, requestedAt)
       if (h) return h
       throw new LockTimeoutError(key, 0)
     }
@@ -151,12 +177,12 @@ export class Locks extends EventEmitter {
     }
     // fast path: nobody here waits for this key, so one plain attempt first
     if (!this.#queues.has(key)) {
-      const h = await this.tryOnce(key, o)
+      const h = await this.tryOnce(key, o, requestedAt)
       if (h) return h
     }
     const outcome = await this.#queue(key).wait(o, defaultOwner(o.label))
     if ('error' in outcome) return this.#unavailable(key, o, outcome.error)
-    return this.#handle(key, outcome.lease, o)
+    return this.#handle(key, outcome.lease, o, { waited: true, requestedAt })
   }
 
   #unavailable(key: string, o: ResolvedAcquireOptions, error: unknown): LockHandle {
@@ -168,15 +194,29 @@ export class Locks extends EventEmitter {
     return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt }, this.#hooks)
   }
 
-  #handle(key: string, lease: NonNullable<Awaited<ReturnType<LockStore['extend']>>>, o: ResolvedAcquireOptions): LockHandle {
-    const h = new LockHandle(key, lease, this.store, { ttlMs: o.ttlMs, autoRenew: o.autoRenew, renewAt: o.renewAt }, this.#hooks)
+  #handle(
+    key: string,
+    lease: NonNullable<Awaited<ReturnType<LockStore['extend']>>>,
+    o: ResolvedAcquireOptions,
+    acquisition: { waited: boolean; requestedAt: number },
+  ): LockHandle {
+    const h = new LockHandle(key, lease, this.store, { ttlMs: o.ttlMs, autoRenew: o.autoRenew, renewAt: o.renewAt }, this.#hooks, acquisition)
     this.#active.add(h)
     this.emit('acquired', key, h)
     return h
   }
 
   readonly #hooks: HandleHooks = {
-    onReleased: (h, deleted) => {
+    onReleasing: (h) => {
+      // a key contended here recently: ask the waiting line whether others wait (same write as the release)
+      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters || !this.#queues.get(h.key)?.contendedWithin(5000)) return null
+      return this.store.hasWaiters(h.key)
+    },
+    onReleased: (h, deleted, contended) => {
+      // others were waiting for it: let them have it before this process tries again
+      if (deleted && this.#handoffYieldMs > 0 && (contended || this.store.contendedSince?.(h.key, h.requestedAt))) {
+        this.#queue(h.key).yieldFor(this.#handoffYieldMs)
+      }
       this.#end(h)
       this.emit('released', h.key, h, deleted)
     },

@@ -25,23 +25,26 @@ export class Mutex {
    * stays taken, {@link LockAbortedError} when `signal` aborts, {@link LockUnavailableError}
    * when the store fails (unless `onUnavailable: "proceed"`).
    */
-  acquire(options?: AcquireOptions): Promise<LockHandle> {
+  async acquire(options?: AcquireOptions): Promise<LockHandle> {
     return this.#locks.waitFor(this.key, resolveAcquireOptions(options, this.#defaults, { autoRenew: false }))
   }
 
-  /** One attempt: the handle, or null when someone else holds the lock. Throws only when the store fails. */
-  tryAcquire(options?: AcquireOptions): Promise<LockHandle | null> {
+  /**
+   * One attempt: the handle, or null when someone else holds the lock. Throws when the store
+   * fails, or {@link LockAbortedError} (without trying) when `signal` is already aborted.
+   */
+  async tryAcquire(options?: AcquireOptions): Promise<LockHandle | null> {
     return this.#locks.tryOnce(this.key, resolveAcquireOptions(options, this.#defaults, { autoRenew: false, waitMs: 0 }))
   }
 
   /** Acquires, runs `fn(handle)`, releases in all cases. Renews while `fn` runs unless `autoRenew: false`. */
-  withLock<T>(fn: (handle: LockHandle) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
+  async withLock<T>(fn: (handle: LockHandle) => Promise<T> | T, options?: AcquireOptions): Promise<T> {
     const o = resolveAcquireOptions(options, this.#defaults, { autoRenew: true })
     return runScoped(this.#locks, () => this.#locks.waitFor(this.key, o), fn)
   }
 
   /** Who holds this lock now, or null. */
-  inspect(): Promise<LockInfo | null> {
+  async inspect(): Promise<LockInfo | null> {
     return this.#locks.inspect(this.key)
   }
 }

@@ -136,26 +136,32 @@ export class ReentrantLock {
    * Re-enters when the current async context (or `owner`) already holds the key; otherwise waits
    * like {@link Mutex.acquire}. Re-entering a hold whose lease was lost throws its {@link LockLostError}.
    */
-  async acquire(options?: ReentrantAcquireOptions): Promise<ReentrantHandle> {
-    const reentered = this.#reenter(options)
-    if (reentered) return reentered
-    const o = resolveAcquireOptions(stripOwner(options), this.#defaults, { autoRenew: false })
-    return this.#adopt(await this.#locks.waitFor(this.key, o), options?.owner)
+  acquire(options?: ReentrantAcquireOptions): Promise<ReentrantHandle> {
+    return this.#acquire(options, false)
   }
 
   /** Re-enters, or makes one attempt; null when someone else holds it. */
   async tryAcquire(options?: ReentrantAcquireOptions): Promise<ReentrantHandle | null> {
+    // options are checked even when re-entering: a bad call fails the same way inside a hold and outside
+    const o = resolveAcquireOptions(stripOwner(options), this.#defaults, { autoRenew: false, waitMs: 0 })
     const reentered = this.#reenter(options)
     if (reentered) return reentered
-    const o = resolveAcquireOptions(stripOwner(options), this.#defaults, { autoRenew: false, waitMs: 0 })
     const base = await this.#locks.tryOnce(this.key, o)
     return base ? this.#adopt(base, options?.owner) : null
   }
 
   /** Acquires (or re-enters), runs `fn` inside the hold's context, releases this level in all cases. Renews by default. */
   withLock<T>(fn: (handle: ReentrantHandle) => Promise<T> | T, options?: ReentrantAcquireOptions): Promise<T> {
-    const o: ReentrantAcquireOptions = { autoRenew: true, ...options }
-    return runScoped(this.#locks, () => this.acquire(o), fn, (h, call) => h.run(call))
+    return runScoped(this.#locks, () => this.#acquire(options, true), fn, (h, call) => h.run(call))
+  }
+
+  /** `autoRenew` is the default when neither the call nor the lock's defaults say (scoped use renews). */
+  async #acquire(options: ReentrantAcquireOptions | undefined, autoRenew: boolean): Promise<ReentrantHandle> {
+    // options are checked even when re-entering: a bad call fails the same way inside a hold and outside
+    const o = resolveAcquireOptions(stripOwner(options), this.#defaults, { autoRenew })
+    const reentered = this.#reenter(options)
+    if (reentered) return reentered
+    return this.#adopt(await this.#locks.waitFor(this.key, o), options?.owner)
   }
 
   inspect(): Promise<LockInfo | null> {
@@ -183,7 +189,8 @@ export class ReentrantLock {
 }
 
 function stripOwner(o: ReentrantAcquireOptions | undefined): AcquireOptions | undefined {
-  if (!o) return o
+  // anything but an object goes through as is, for resolveAcquireOptions to reject
+  if (typeof o !== 'object' || o === null) return o
   const { owner: _owner, ...rest } = o
   return rest
 }

@@ -25,6 +25,9 @@ interface Waiter {
   cleanup: () => void
 }
 
+/** How long the next waiter in line polls back to back before falling back to sleeps and push wake-ups. */
+const EAGER_POLL_MS = 50
+
 export class WaitQueue {
   readonly #key: string
   readonly #store: LockStore
@@ -34,6 +37,10 @@ export class WaitQueue {
   /** Holders in this process: while any holds the key, asking the server is pointless. */
   #localHolders = 0
   #localWake: AbortController | null = null
+  /** Until then (store clock) this process lets remote waiters take the key first. */
+  #yieldUntil = 0
+  /** Last time (store clock) an attempt here found the key taken. */
+  #lastContendedAt = -Infinity
 
   constructor(key: string, store: LockStore, onIdle: () => void) {
     this.#key = key
@@ -42,7 +49,28 @@ export class WaitQueue {
   }
 
   get idle(): boolean {
-    return this.#waiters.length === 0 && this.#localHolders === 0 && !this.#pumping
+    return this.#waiters.length === 0 && this.#localHolders === 0 && !this.#pumping && this.#store.clock.now() >= this.#yieldUntil
+  }
+
+  /** Whether an attempt in this process found the key taken within the last `ms`. */
+  contendedWithin(ms: number): boolean {
+    return this.#store.clock.now() - this.#lastContendedAt <= ms
+  }
+
+  /** True while this process yields the key to remote waiters (see {@link yieldFor}). */
+  get yielding(): boolean {
+    return this.#store.clock.now() < this.#yieldUntil
+  }
+
+  /**
+   * Fair hand-over: after releasing a key others were waiting for, this process does not try
+   * to take it again for `ms`, so a remote waiter woken by the release gets it first.
+   */
+  yieldFor(ms: number): void {
+    this.#yieldUntil = this.#store.clock.now() + ms
+    setTimeout(() => {
+      if (this.idle) this.#onIdle()
+    }, ms + 1).unref()
   }
 
   /** Waits for the lock; resolves with a lease or a store failure, rejects with timeout/abort errors. */
@@ -95,12 +123,22 @@ export class WaitQueue {
     this.#pumping = true
     let attempt = 0
     let head: Waiter | undefined
+    let current: Waiter | undefined
+    /** The head's ticket in the cross-process waiting line (advisory; NaN when the store has none). */
+    let ticket = NaN
+    /** When the head learned it is next in line (store clock), for the bounded eager-polling window. */
+    let nextSince = NaN
     try {
       while ((head = this.#waiters[0]) !== undefined) {
         if (head.done) {
           this.#waiters.shift()
-          attempt = 0
           continue
+        }
+        if (head !== current) {
+          current = head
+          attempt = 0
+          ticket = NaN
+          nextSince = NaN
         }
         const o = head.opts
         if (this.#localHolders > 0) {
@@ -108,9 +146,14 @@ export class WaitQueue {
           await this.#sleep(head, o.retryMaxDelayMs)
           continue
         }
+        const yieldMs = this.#yieldUntil - this.#store.clock.now()
+        if (yieldMs > 0) {
+          await sleep(yieldMs, head.wake.signal)
+          continue
+        }
         let result
         try {
-          result = await this.#store.create(this.#key, o.ttlMs, head.owner, { wantRemaining: true })
+          result = await this.#store.create(this.#key, o.ttlMs, head.owner, { wantRemaining: true, wantServing: !Number.isNaN(ticket) })
         } catch (error) {
           this.#finish(head, { error })
           continue
@@ -122,17 +165,30 @@ export class WaitQueue {
             this.#store.delete(lease).catch(() => {})
             continue
           }
+          if (!Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
           this.#localHolders++
           this.#finish(head, { lease })
-          attempt = 0
           continue
         }
         attempt++
+        this.#lastContendedAt = this.#store.clock.now()
+        if (Number.isNaN(ticket) && this.#store.enterQueue) {
+          ticket = await this.#store.enterQueue(this.#key).catch(() => NaN)
+        }
+        const now = this.#store.clock.now()
+        if (result.serving !== undefined && ticket <= result.serving + 1) {
+          // next in line: poll back to back for a bounded while, so the hand-over takes about one round trip
+          if (Number.isNaN(nextSince)) nextSince = now
+          if (now - nextSince < EAGER_POLL_MS) {
+            await new Promise<void>((resolve) => setImmediate(resolve))
+            continue
+          }
+        }
         const cap = Math.min(o.retryMaxDelayMs, o.retryMinDelayMs * 2 ** Math.min(attempt, 20))
         let delay = Math.max(1, Math.random() * cap)
         // the holder's lease cannot outlive its TTL: no point sleeping past it
         if (result.remainingMs !== undefined) delay = Math.min(delay, result.remainingMs + 1)
-        delay = Math.min(delay, head.deadline - this.#store.clock.now())
+        delay = Math.min(delay, head.deadline - now)
         if (delay > 0) await this.#sleep(head, delay)
       }
     } finally {

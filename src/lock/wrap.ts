@@ -1,6 +1,6 @@
 import { InvalidArgumentError } from '../errors.js'
 import { describe } from '../protocol/keys.js'
-import type { AcquireOptions } from './lock-options.js'
+import { resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
 import type { Locks } from './locks.js'
 
 /**
@@ -19,6 +19,22 @@ export interface WrapOptions<A extends unknown[]> extends AcquireOptions {
   kind?: 'mutex' | 'reentrant'
 }
 
+/**
+ * @internal Checks wrap options when a function is wrapped (or a method decorated), so a bad
+ * option fails there rather than at every call.
+ */
+export function checkWrapOptions<A extends unknown[]>(
+  options: WrapOptions<A>,
+): { keyOf: KeyFunction<A>; kind: 'mutex' | 'reentrant'; acquire: AcquireOptions } {
+  if (typeof options !== 'object' || options === null || typeof options.key !== 'function') {
+    throw new InvalidArgumentError(`options.key must be a function returning the lock key, got ${describe(options?.key)}`)
+  }
+  const { key: keyOf, kind = 'mutex', ...acquire } = options
+  if (kind !== 'mutex' && kind !== 'reentrant') throw new InvalidArgumentError(`kind must be "mutex" or "reentrant", got ${describe(kind)}`)
+  resolveAcquireOptions(acquire, undefined, { autoRenew: true })
+  return { keyOf, kind, acquire }
+}
+
 /** @internal Implements `locks.wrap()` and the decorators. */
 export function wrapWithLock<A extends unknown[], R>(
   locks: Locks,
@@ -26,11 +42,7 @@ export function wrapWithLock<A extends unknown[], R>(
   options: WrapOptions<A>,
 ): (...args: A) => Promise<R> {
   if (typeof fn !== 'function') throw new InvalidArgumentError(`fn must be a function, got ${describe(fn)}`)
-  if (typeof options !== 'object' || options === null || typeof options.key !== 'function') {
-    throw new InvalidArgumentError(`options.key must be a function returning the lock key, got ${describe(options?.key)}`)
-  }
-  const { key: keyOf, kind = 'mutex', ...acquire } = options
-  if (kind !== 'mutex' && kind !== 'reentrant') throw new InvalidArgumentError(`kind must be "mutex" or "reentrant", got ${describe(kind)}`)
+  const { keyOf, kind, acquire } = checkWrapOptions(options)
   const wrapped = async function (this: unknown, ...args: A): Promise<R> {
     const key = keyOf.apply(this, args)
     if (key === SKIP_LOCK) return fn.apply(this, args)

@@ -45,6 +45,8 @@ export type CreateResult =
       readonly acquired: false
       /** When known: the longest time the current holder's lease can still last, in ms. */
       readonly remainingMs?: number
+      /** With `wantServing`: the latest ticket served (see {@link LockStore.enterQueue}); 0 when none. */
+      readonly serving?: number
     }
 
 /** What `inspect` sees of a lock. */
@@ -64,6 +66,8 @@ export type StoreLossReason = 'disconnected' | 'server-restarted'
 export interface CreateOptions {
   /** Also read the holder's remaining TTL when the lock is taken (costs bytes, not a round trip). */
   readonly wantRemaining?: boolean
+  /** Also read the waiting line's latest served ticket when the lock is taken (see {@link LockStore.enterQueue}). */
+  readonly wantServing?: boolean
 }
 
 export interface LockStore {
@@ -97,6 +101,26 @@ export interface LockStore {
    * push simply wait `timeoutMs`.
    */
   waitForRelease?(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void>
+
+  /**
+   * Optional, advisory: takes a ticket in the key's cross-process waiting line (1, 2, 3...).
+   * A waiter whose ticket is at most `serving + 1` is next and polls fast; the others sleep.
+   * Tickets only decide who polls eagerly: mutual exclusion never depends on them.
+   */
+  enterQueue?(key: string): Promise<number>
+
+  /** Optional, advisory: records that the holder of `ticket` got the lock (fire and forget). */
+  markServed?(key: string, ticket: number): void
+
+  /** Optional, advisory: whether the key's waiting line has tickets not yet served (someone waits). */
+  hasWaiters?(key: string): Promise<boolean>
+
+  /**
+   * Optional: whether another client tried to take `key` after `since` (store clock), i.e.
+   * someone else is waiting for it. Best effort. The lock factory uses it to hand a contended
+   * lock over fairly: after releasing it, this process lets the others try first.
+   */
+  contendedSince?(key: string, since: number): boolean
 
   /** Releases the store's resources (connections). Leases are not released. */
   close(): Promise<void>

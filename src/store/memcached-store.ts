@@ -15,10 +15,10 @@
 import { MemcachedClient } from '../client/client.js'
 import type { Connection, ServerIdentity } from '../client/connection.js'
 import { ReleaseWatcher } from '../client/release-watcher.js'
-import { ProtocolError, UnsafeServerError } from '../errors.js'
+import { InvalidArgumentError, ProtocolError, UnsafeServerError } from '../errors.js'
 import { sleep } from '../internal/sleep.js'
 import type { MetaReply } from '../protocol/decoder.js'
-import { encodeKey, type WireKey } from '../protocol/keys.js'
+import { describe, encodeKey, type WireKey } from '../protocol/keys.js'
 import {
   monotonicClock,
   type Clock,
@@ -33,6 +33,9 @@ import {
 import { newToken } from './owner.js'
 import { resolveStoreOptions, type MemcachedStoreOptions, type ResolvedStoreOptions } from './store-options.js'
 import { checkTtlMs, driftMs, serverTtlSeconds } from './ttl.js'
+
+/** TTL of the waiting-line counters: they vanish when a key stops being contended. */
+const LINE_TTL_S = 60
 
 interface LeaseState {
   readonly wire: WireKey
@@ -103,6 +106,9 @@ export class MemcachedStore implements LockStore {
     // pipelined in the same write: no extra round trip, and it tells a waiter how long to sleep
     const get = options?.wantRemaining ? conn.metaGet(wire, ['t']) : null
     get?.catch(() => {})
+    const serving = options?.wantServing ? this.#lineKey(key, 's') : null
+    const getServing = serving ? this.client.connectionFor(serving).metaGet(serving, ['v']) : null
+    getServing?.catch(() => {})
     let reply: MetaReply
     try {
       reply = await set
@@ -125,10 +131,45 @@ export class MemcachedStore implements LockStore {
       return { acquired: true, lease }
     }
     if (reply.status !== 'NS') throw unexpected(conn, 'ms ME', reply)
-    if (!get) return { acquired: false }
-    const r = await get.catch(() => null)
+    if (!get && !getServing) return { acquired: false }
+    const r = get ? await get.catch(() => null) : null
     const t = r && (r.status === 'HD' || r.status === 'VA') ? Number(r.flags.t) : NaN
-    return Number.isInteger(t) && t >= 0 ? { acquired: false, remainingMs: t * 1000 } : { acquired: false }
+    const sv = getServing ? await getServing.catch(() => null) : null
+    const servingNo = sv?.status === 'VA' ? Number((sv.value as Buffer).toString('latin1')) : 0
+    return {
+      acquired: false,
+      ...(Number.isInteger(t) && t >= 0 ? { remainingMs: t * 1000 } : {}),
+      ...(getServing ? { serving: Number.isSafeInteger(servingNo) ? servingNo : 0 } : {}),
+    }
+  }
+
+  async enterQueue(key: string): Promise<number> {
+    const wire = this.#lineKey(key, 'q')
+    const r = await this.client.connectionFor(wire).metaArithmetic(wire, ['N' + LINE_TTL_S, 'J1', 'T' + LINE_TTL_S, 'v'])
+    const n = r.status === 'VA' ? Number((r.value as Buffer).toString('latin1')) : NaN
+    return Number.isSafeInteger(n) ? n : NaN
+  }
+
+  markServed(key: string, ticket: number): void {
+    const wire = this.#lineKey(key, 's')
+    this.client
+      .connectionFor(wire)
+      .metaSet(wire, String(ticket), ['T' + LINE_TTL_S])
+      .catch(() => {})
+  }
+
+  async hasWaiters(key: string): Promise<boolean> {
+    const q = this.#lineKey(key, 'q')
+    const sv = this.#lineKey(key, 's')
+    const [a, b] = await Promise.all([this.client.connectionFor(q).metaGet(q, ['v']), this.client.connectionFor(sv).metaGet(sv, ['v'])])
+    const issued = a.status === 'VA' ? Number((a.value as Buffer).toString('latin1')) : 0
+    const served = b.status === 'VA' ? Number((b.value as Buffer).toString('latin1')) : 0
+    return issued > served
+  }
+
+  /** The waiting line's counters live beside the lock, under names no lock name can produce (a 0x01 byte). */
+  #lineKey(key: string, which: 'q' | 's'): WireKey {
+    return encodeKey(this.options.prefix, key + '\u0001' + which)
   }
 
   async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {
@@ -217,7 +258,8 @@ export class MemcachedStore implements LockStore {
 
   waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     const wire = encodeKey(this.options.prefix, key)
-    if (!this.options.pushWakeups || this.#closed) return sleep(timeoutMs, signal)
+    // an already-aborted signal never fires 'abort' again: the watcher would wait the full timeout
+    if (!this.options.pushWakeups || this.#closed || signal?.aborted) return sleep(timeoutMs, signal)
     const conn = this.client.connectionFor(wire)
     let w = this.#watchers.get(conn)
     if (!w) {
@@ -225,6 +267,13 @@ export class MemcachedStore implements LockStore {
       this.#watchers.set(conn, w)
     }
     return w.wait(wire, timeoutMs, signal)
+  }
+
+  contendedSince(key: string, since: number): boolean {
+    const wire = encodeKey(this.options.prefix, key)
+    const w = this.#watchers.get(this.client.connectionFor(wire))
+    // the watcher stamps with performance.now(); only comparable when the store runs on the same clock
+    return w !== undefined && this.clock === monotonicClock && w.contendedSince(wire, since)
   }
 
   async close(): Promise<void> {
@@ -236,14 +285,20 @@ export class MemcachedStore implements LockStore {
   }
 
   #own(lease: Lease): MemcachedLease {
-    if (!(lease instanceof MemcachedLease)) throw new TypeError('lease was not created by this MemcachedStore')
+    if (!(lease instanceof MemcachedLease)) {
+      throw new InvalidArgumentError(`lease must be a lease created by a MemcachedStore, got ${describe(lease)}`)
+    }
     return lease
   }
 
   /** The CAS to compare against: the lease's own, or (after a reconnect) the item's, if it still carries our token. */
   async #currentCas(l: MemcachedLease): Promise<string | null> {
     const st = l.state
-    if (st.conn.generation === st.generation) return st.cas
+    // Only a ready connection of the lease's generation sends at once to the server that holds
+    // the lease. While it (re)connects, the generation has not moved yet but the request would be
+    // queued and sent to whatever answers next: after a restart, a bare CAS can match another
+    // owner's item (the counter restarts at 1), so check the token first.
+    if (st.conn.generation === st.generation && st.conn.state === 'ready') return st.cas
     const got = await st.conn.metaGet(st.wire, ['v', 'c'])
     if (got.status !== 'VA') return null
     return parseValue(got.value as Buffer).token === l.token ? (got.flags.c as string) : null
@@ -306,7 +361,7 @@ export function evictionRisk(settings: Readonly<Record<string, string>>, ttlSeco
   if (settings.temp_lru === 'yes' && Number.isFinite(tempTtl) && tempTtl >= ttlSeconds) return null
   return (
     `may evict lock keys before their TTL (evictions on, ${settings.temp_lru === 'yes' ? `temporary_ttl=${settings.temporary_ttl} < ${ttlSeconds} s` : 'no temporary LRU'}). ` +
-    `Fix: start it with -M (never evict; full memory then refuses new items), or with -o temp_lru,temporary_ttl=${Math.max(ttlSeconds, 61)} ` +
+    `Fix: start it with -M (never evict; full memory then refuses new items), or with -o temporary_ttl=${Math.max(ttlSeconds, 61)} ` +
     `(items with a TTL up to that many seconds go to an LRU that is never evicted), ideally on servers dedicated to locks`
   )
 }

@@ -5,7 +5,7 @@
  * lost-lock paths of their own code.
  */
 import { InvalidArgumentError } from '../errors.js'
-import { describe } from '../protocol/keys.js'
+import { describe, MAX_NAME_LENGTH } from '../protocol/keys.js'
 import { sleep } from '../internal/sleep.js'
 import {
   monotonicClock,
@@ -48,6 +48,7 @@ export class MemoryStore implements LockStore {
   readonly #entries = new Map<string, Entry>()
   readonly #releaseWaiters = new Map<string, Set<() => void>>()
   readonly #watches = new Set<{ lease: MemoryLease; onLost: (reason: StoreLossReason) => void }>()
+  readonly #contended = new Map<string, number>()
   #fence = 0n
   #closed = false
 
@@ -63,6 +64,7 @@ export class MemoryStore implements LockStore {
     checkTtlMs(ttlMs)
     const now = this.clock.now()
     const cur = this.#live(key, now)
+    if (cur) this.#contended.set(key, now)
     if (cur) return options?.wantRemaining ? { acquired: false, remainingMs: Math.max(0, cur.expiresAt - now) } : { acquired: false }
     const token = newToken()
     const fence = ++this.#fence
@@ -86,6 +88,7 @@ export class MemoryStore implements LockStore {
     if (!cur || cur.token !== l.token) return false
     this.#entries.delete(l.key)
     this.#wake(l.key)
+    if (this.#contended.size > 10_000) this.#contended.clear()
     return true
   }
 
@@ -114,7 +117,8 @@ export class MemoryStore implements LockStore {
   }
 
   waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.#closed) return sleep(timeoutMs, signal)
+    // an already-aborted signal never fires 'abort' again
+    if (this.#closed || signal?.aborted) return sleep(timeoutMs, signal)
     return new Promise((resolve) => {
       let set = this.#releaseWaiters.get(key)
       if (!set) {
@@ -129,11 +133,16 @@ export class MemoryStore implements LockStore {
         if (s.size === 0) this.#releaseWaiters.delete(key)
         resolve()
       }
+      // a caller awaits this: the timer keeps the process alive
       const timer = setTimeout(done, Math.max(0, timeoutMs))
-      timer.unref()
       signal?.addEventListener('abort', done, { once: true })
       s.add(done)
     })
+  }
+
+  contendedSince(key: string, since: number): boolean {
+    const t = this.#contended.get(key)
+    return t !== undefined && t >= since
   }
 
   /** Fault injection: forget every lock, as a memcached restart does, and tell holders. */
@@ -179,13 +188,16 @@ export class MemoryStore implements LockStore {
   }
 
   #own(lease: Lease): MemoryLease {
-    if (!(lease instanceof MemoryLease) || lease.store !== this) throw new TypeError('lease was not created by this MemoryStore')
+    if (!(lease instanceof MemoryLease) || lease.store !== this) {
+      throw new InvalidArgumentError(`lease must be a lease created by this MemoryStore, got ${describe(lease)}`)
+    }
     return lease
   }
 }
 
 function checkKey(key: unknown): void {
-  if (typeof key !== 'string' || key.length === 0 || !key.isWellFormed()) {
-    throw new InvalidArgumentError(`lock key must be a non-empty, well-formed string, got ${describe(key)}`)
+  // the same limits as the memcached store's keys, so code tested on this store runs there too
+  if (typeof key !== 'string' || key.length === 0 || key.length > MAX_NAME_LENGTH || !key.isWellFormed()) {
+    throw new InvalidArgumentError(`lock key must be a non-empty, well-formed string of at most ${MAX_NAME_LENGTH} characters, got ${describe(key)}`)
   }
 }

@@ -1,0 +1,234 @@
+/**
+ * The writer serializer (the original library's `zlock`, done right): for clients of an
+ * optimistic-concurrency store (a version column, DynamoDB conditions, memcached CAS, ...).
+ * Writers of one object take a lock *before* they read and keep it until *after* they commit,
+ * and retry a conflict while still holding it, so they queue instead of throwing away each
+ * other's work. The store's own version check stays the safety net: when the lock cannot be had
+ * (memcached unreachable, wait bound passed, lease lost mid-run) the work still runs
+ * optimistically and stays correct. That is counted and reported, never silent; `strict` mode
+ * refuses instead.
+ */
+import { EventEmitter } from 'node:events'
+import { InvalidArgumentError, LockTimeoutError, LockUnavailableError, MemcachedLockError } from '../errors.js'
+import { describe } from '../protocol/keys.js'
+import { sleep } from '../internal/sleep.js'
+import type { LockHandle } from './lock-handle.js'
+import { checkInt, resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
+import type { Locks } from './locks.js'
+import { SKIP_LOCK, type KeyFunction } from './wrap.js'
+
+/** Options of a {@link Serializer}. Times in milliseconds. */
+export interface SerializerOptions {
+  /** Recognises the store's conflict error (e.g. `(e) => e instanceof VersionConflict`). Required. */
+  isConflict: (error: unknown) => boolean
+  /** Attempts of the unit of work per run, the first included, before the conflict is rethrown. @default 10 */
+  maxAttempts?: number
+  /** First pause before a conflict retry; doubles per retry with full jitter. Under the lock a conflict is rare, so retry fast. @default 1 */
+  retryMinDelayMs?: number
+  /** Longest pause before a conflict retry. @default 100 */
+  retryMaxDelayMs?: number
+  /** Longest wait for the lock; past it the work runs unlocked (soft) or fails (strict). @default 10000 */
+  waitMs?: number
+  /** Lease length; the lease is renewed while the work runs. @default 30000 */
+  ttlMs?: number
+  /** `soft` (default): run unlocked when the lock cannot be had, counting it. `strict`: throw instead. */
+  mode?: 'soft' | 'strict'
+  /** Other acquisition options (retry delays, label...). */
+  acquire?: Omit<AcquireOptions, 'ttlMs' | 'waitMs' | 'signal' | 'onUnavailable' | 'autoRenew'>
+}
+
+/** What the unit of work receives. */
+export interface SerializedContext {
+  /** The object key. */
+  readonly key: string
+  /** 1 for the first attempt, 2 for the first retry... */
+  readonly attempt: number
+  /** Whether this attempt runs under the lock (false: optimistic only, the store's check protects it). */
+  readonly locked: boolean
+  /** Fencing token of the lock (0n when unlocked): pass it on if the store can check it. */
+  readonly fencingToken: bigint
+  /** Aborts when the lock is lost mid-run (the work may go on: the store's check still protects it). */
+  readonly signal: AbortSignal
+}
+
+/** Counters of one serializer since creation (or the last `resetStats`). Times in ms. */
+export interface SerializerStats {
+  /** Calls of `run` (and wrapped functions) that were not skipped. */
+  runs: number
+  /** Runs that returned a result. */
+  succeeded: number
+  /** Runs that threw (conflicts past `maxAttempts` included). */
+  failed: number
+  /** Conflict errors seen, retried or not. */
+  conflicts: number
+  /** Attempts after the first (conflict retries). */
+  retries: number
+  /** Runs that found the lock taken and had to wait. */
+  lockWaits: number
+  /** Runs that went ahead without the lock (store down, wait bound passed), in soft mode. */
+  unlockedRuns: number
+  /** Runs whose lease was lost while the work ran. */
+  lostLocks: number
+  /** Total time spent waiting for the lock. */
+  waitMs: number
+  /** Total time spent in the unit of work (all attempts). */
+  workMs: number
+}
+
+export interface SerializedWrapOptions<A extends unknown[]> {
+  /** The object key of a call, or {@link SKIP_LOCK} to run that call without the serializer. */
+  key: KeyFunction<A>
+}
+
+const NEVER = new AbortController().signal
+
+/**
+ * Events: `unlocked` (key, cause) when a run goes ahead without the lock; `conflict` (key,
+ * attempt, error) on each conflict; `lost` (key, error) when a lease is lost mid-run.
+ */
+export class Serializer extends EventEmitter {
+  readonly #locks: Locks
+  readonly #isConflict: (error: unknown) => boolean
+  readonly #maxAttempts: number
+  readonly #retryMin: number
+  readonly #retryMax: number
+  readonly #mode: 'soft' | 'strict'
+  readonly #acquire: AcquireOptions
+  #stats: SerializerStats = emptyStats()
+
+  /** @internal Use `locks.serializer(options)`. */
+  constructor(locks: Locks, options: SerializerOptions) {
+    super()
+    if (typeof options !== 'object' || options === null) {
+      throw new InvalidArgumentError(`serializer options must be an object, got ${describe(options)}`)
+    }
+    if (typeof options.isConflict !== 'function') {
+      throw new InvalidArgumentError(`isConflict must be a function that recognises the store's conflict error, got ${describe(options.isConflict)}`)
+    }
+    this.#locks = locks
+    this.#isConflict = options.isConflict
+    this.#maxAttempts = checkInt(options.maxAttempts ?? 10, 'maxAttempts', 1, 1000)
+    this.#retryMin = checkInt(options.retryMinDelayMs ?? 1, 'retryMinDelayMs', 0, 60_000)
+    this.#retryMax = checkInt(options.retryMaxDelayMs ?? 100, 'retryMaxDelayMs', this.#retryMin, 600_000)
+    const mode = options.mode ?? 'soft'
+    if (mode !== 'soft' && mode !== 'strict') throw new InvalidArgumentError(`mode must be "soft" or "strict", got ${describe(mode)}`)
+    this.#mode = mode
+    this.#acquire = {
+      ...options.acquire,
+      ttlMs: options.ttlMs ?? 30_000,
+      waitMs: options.waitMs ?? 10_000,
+      autoRenew: true,
+      onUnavailable: 'fail',
+    }
+    resolveAcquireOptions(undefined, this.#acquire, { autoRenew: true })
+  }
+
+  /** A copy of the counters. */
+  stats(): SerializerStats {
+    return { ...this.#stats }
+  }
+
+  resetStats(): void {
+    this.#stats = emptyStats()
+  }
+
+  /**
+   * Runs `fn` for object `key` under the lock, from before its read until after its commit,
+   * retrying conflicts (recognised by `isConflict`) while still holding the lock. Returns
+   * `fn`'s result; throws its last error.
+   */
+  async run<T>(key: string, fn: (ctx: SerializedContext) => Promise<T> | T): Promise<T> {
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`fn must be a function, got ${describe(fn)}`)
+    const mutex = this.#locks.mutex(key)
+    const s = this.#stats
+    s.runs++
+    const waitStart = performance.now()
+    let handle: LockHandle | null = null
+    try {
+      handle = await mutex.acquire(this.#acquire)
+      if (handle.waited) s.lockWaits++
+    } catch (err) {
+      if (this.#mode === 'strict' || !isLockUnobtainable(err)) {
+        s.failed++
+        s.waitMs += performance.now() - waitStart
+        throw err
+      }
+      s.unlockedRuns++
+      this.emit('unlocked', key, err)
+    }
+    s.waitMs += performance.now() - waitStart
+    const unlisten = handle?.onLost((error) => {
+      s.lostLocks++
+      this.emit('lost', key, error)
+    })
+    try {
+      for (let attempt = 1; ; attempt++) {
+        const ctx: SerializedContext = {
+          key,
+          attempt,
+          locked: handle !== null && handle.state === 'held',
+          fencingToken: handle?.fencingToken ?? 0n,
+          signal: handle ? handle.signal : NEVER,
+        }
+        const workStart = performance.now()
+        try {
+          const result = await fn(ctx)
+          s.workMs += performance.now() - workStart
+          s.succeeded++
+          return result
+        } catch (err) {
+          s.workMs += performance.now() - workStart
+          if (!this.#isConflict(err)) {
+            s.failed++
+            throw err
+          }
+          s.conflicts++
+          this.emit('conflict', key, attempt, err)
+          if (attempt >= this.#maxAttempts) {
+            s.failed++
+            throw err
+          }
+          s.retries++
+          // we keep the lock: the retry cannot lose its place to another writer
+          const cap = Math.min(this.#retryMax, this.#retryMin * 2 ** (attempt - 1))
+          if (cap > 0) await sleep(Math.random() * cap)
+        }
+      }
+    } finally {
+      unlisten?.()
+      if (handle) {
+        await handle.release().catch((err: unknown) => this.#locks.emit('renewal-error', key, err))
+      }
+    }
+  }
+
+  /** Wraps `fn` so each call runs through {@link run} with the key computed from its arguments (and `this`). */
+  wrap<A extends unknown[], R>(fn: (...args: A) => Promise<R> | R, options: SerializedWrapOptions<A>): (...args: A) => Promise<R> {
+    if (typeof fn !== 'function') throw new InvalidArgumentError(`fn must be a function, got ${describe(fn)}`)
+    if (typeof options?.key !== 'function') {
+      throw new InvalidArgumentError(`options.key must be a function returning the object key, got ${describe(options?.key)}`)
+    }
+    const keyOf = options.key
+    const wrapped = async function (this: unknown, ...args: A): Promise<R> {
+      const key = keyOf.apply(this, args)
+      if (key === SKIP_LOCK) return fn.apply(this, args)
+      if (typeof key !== 'string' || key.length === 0) {
+        throw new InvalidArgumentError(`the key function must return a non-empty string or SKIP_LOCK, got ${describe(key)}`)
+      }
+      return self.run(key, () => fn.apply(this, args))
+    }
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the wrapper needs both its own `this` and the serializer
+    const self = this
+    Object.defineProperty(wrapped, 'name', { value: fn.name, configurable: true })
+    return wrapped
+  }
+}
+
+/** Errors after which soft mode runs the work unlocked: the lock could not be had, the store is not at fault for the work. */
+function isLockUnobtainable(err: unknown): boolean {
+  return err instanceof LockUnavailableError || err instanceof LockTimeoutError || (err instanceof MemcachedLockError && err.code.startsWith('ERR_CONN'))
+}
+
+function emptyStats(): SerializerStats {
+  return { runs: 0, succeeded: 0, failed: 0, conflicts: 0, retries: 0, lockWaits: 0, unlockedRuns: 0, lostLocks: 0, waitMs: 0, workMs: 0 }
+}

@@ -1,0 +1,285 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import {
+  InvalidArgumentError,
+  Locks,
+  LockUnavailableError,
+  MemoryStore,
+  SKIP_LOCK,
+  Serialized,
+  type Serializer,
+} from '../../src/index.js'
+import { MemcachedServer } from '../helpers/memcached-server.js'
+
+class Conflict extends Error {}
+
+/** An optimistic store kept in this process, so it survives memcached going away. */
+class VersionedCell {
+  value = 0
+  version = 0
+  async read(): Promise<{ value: number; version: number }> {
+    await new Promise((r) => setImmediate(r))
+    return { value: this.value, version: this.version }
+  }
+  async write(value: number, version: number): Promise<void> {
+    await new Promise((r) => setImmediate(r))
+    if (version !== this.version) throw new Conflict('stale version')
+    this.value = value
+    this.version++
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+let unique = 0
+const key = (name: string) => `ser-${process.pid}-${++unique}-${name}`
+
+async function increment(cell: VersionedCell, workMs: number): Promise<void> {
+  const { value, version } = await cell.read()
+  await sleep(workMs)
+  await cell.write(value + 1, version)
+}
+
+describe('serializer on memcached', () => {
+  let server: MemcachedServer
+  before(async () => {
+    server = await MemcachedServer.start({ args: ['-M'] })
+  })
+  after(async () => {
+    await server?.stop()
+  })
+
+  test('serializer - writers of one object queue: zero conflicts while the lock holds', async () => {
+    const locks = new Locks({ servers: server.address })
+    try {
+      const cell = new VersionedCell()
+      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict })
+      const k = key('queue')
+      await Promise.all(
+        Array.from({ length: 6 }, async () => {
+          for (let i = 0; i < 8; i++) await serializer.run(k, () => increment(cell, 2))
+        }),
+      )
+      const s = serializer.stats()
+      assert.equal(cell.value, 48)
+      assert.equal(s.conflicts, 0)
+      assert.equal(s.runs, 48)
+      assert.equal(s.succeeded, 48)
+      assert.equal(s.unlockedRuns, 0)
+      assert.ok(s.lockWaits > 0, 'concurrent writers had to wait for each other')
+      assert.ok(s.workMs > 0 && s.waitMs >= 0)
+    } finally {
+      await locks.close()
+    }
+  })
+
+  test('serializer - without the serializer the same writers conflict (the storm it removes)', async () => {
+    const cell = new VersionedCell()
+    let conflicts = 0
+    await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        for (let i = 0; i < 8; i++) {
+          for (;;) {
+            try {
+              await increment(cell, 2)
+              break
+            } catch (err) {
+              if (!(err instanceof Conflict)) throw err
+              conflicts++
+            }
+          }
+        }
+      }),
+    )
+    assert.equal(cell.value, 48)
+    assert.ok(conflicts > 0)
+  })
+
+  test('serializer - a conflict retry keeps the lock: no other writer runs between the attempts', async () => {
+    const locks = new Locks({ servers: server.address })
+    try {
+      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, retryMinDelayMs: 20, retryMaxDelayMs: 20 })
+      const k = key('retry')
+      const log: string[] = []
+      let failFirst = true
+      const a = serializer.run(k, async (ctx) => {
+        log.push(`A${ctx.attempt}:start`)
+        assert.equal(ctx.locked, true)
+        await sleep(30)
+        log.push(`A${ctx.attempt}:end`)
+        if (failFirst) {
+          failFirst = false
+          throw new Conflict('injected')
+        }
+      })
+      await sleep(5)
+      const b = serializer.run(k, async () => {
+        log.push('B:start')
+        log.push('B:end')
+      })
+      await Promise.all([a, b])
+      assert.deepEqual(log, ['A1:start', 'A1:end', 'A2:start', 'A2:end', 'B:start', 'B:end'])
+      const s = serializer.stats()
+      assert.equal(s.conflicts, 1)
+      assert.equal(s.retries, 1)
+    } finally {
+      await locks.close()
+    }
+  })
+
+  test('serializer - conflicts past maxAttempts are rethrown, other errors at once', async () => {
+    const locks = new Locks({ servers: server.address })
+    try {
+      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, maxAttempts: 3, retryMinDelayMs: 0, retryMaxDelayMs: 0 })
+      let calls = 0
+      await assert.rejects(
+        serializer.run(key('max'), () => {
+          calls++
+          throw new Conflict('always')
+        }),
+        Conflict,
+      )
+      assert.equal(calls, 3)
+      await assert.rejects(
+        serializer.run(key('other'), () => {
+          throw new RangeError('not a conflict')
+        }),
+        RangeError,
+      )
+      const s = serializer.stats()
+      assert.equal(s.failed, 2)
+      assert.equal(s.conflicts, 3)
+      assert.equal(s.retries, 2)
+      assert.equal(await locks.inspect(key('max')), null, 'nothing left locked')
+    } finally {
+      await locks.close()
+    }
+  })
+})
+
+describe('serializer when memcached goes away', () => {
+  test('serializer - soft mode: memcached stopped mid-run, every update still lands exactly once, counted as unlocked', async () => {
+    const server = await MemcachedServer.start({ args: ['-M'] })
+    const locks = new Locks({ servers: server.address, connectTimeoutMs: 300, requestTimeoutMs: 300 })
+    locks.on('renewal-error', () => {})
+    try {
+      const cell = new VersionedCell()
+      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, maxAttempts: 1000, waitMs: 2000, retryMaxDelayMs: 5 })
+      const unlocked: unknown[] = []
+      serializer.on('unlocked', (_k: string, cause: unknown) => unlocked.push(cause))
+      const k = key('soft')
+      let done = 0
+      const killed = (async () => {
+        while (done < 20) await sleep(2)
+        await server.kill()
+      })()
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 20; i++) {
+            await serializer.run(k, () => increment(cell, 1))
+            done++
+          }
+        }),
+      )
+      await killed
+      const s = serializer.stats()
+      assert.equal(cell.value, 80, 'every update landed exactly once')
+      assert.equal(s.succeeded, 80)
+      assert.ok(s.unlockedRuns > 0, 'runs after the kill went ahead unlocked')
+      assert.equal(unlocked.length, s.unlockedRuns, 'each unlocked run was reported')
+    } finally {
+      await locks.close()
+      await server.stop()
+    }
+  })
+
+  test('serializer - strict mode refuses clearly when memcached is unreachable', async () => {
+    const server = await MemcachedServer.start({ args: ['-M'] })
+    const address = server.address
+    await server.stop()
+    const locks = new Locks({ servers: address, connectTimeoutMs: 300 })
+    try {
+      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, mode: 'strict' })
+      let ran = false
+      await assert.rejects(
+        serializer.run(key('strict'), () => {
+          ran = true
+        }),
+        (err: unknown) => err instanceof LockUnavailableError && err.code === 'ERR_LOCK_UNAVAILABLE',
+      )
+      assert.equal(ran, false)
+      assert.equal(serializer.stats().failed, 1)
+    } finally {
+      await locks.close()
+    }
+  })
+})
+
+describe('serializer forms (memory store)', () => {
+  test('serializer - wrap: key from arguments and this, SKIP_LOCK runs without the serializer', async () => {
+    const locks = new Locks({ store: new MemoryStore() })
+    const serializer = locks.serializer({ isConflict: () => false })
+    const seen: string[] = []
+    const save = serializer.wrap(
+      async function (this: { tag: string }, id: string) {
+        seen.push(`${this.tag}:${id}`)
+        return id.length
+      },
+      { key: function (this: unknown, id: string) { return id === 'skip' ? SKIP_LOCK : `doc:${(this as { tag: string }).tag}:${id}` } },
+    )
+    const obj = { tag: 't', save }
+    assert.equal(await obj.save('abc'), 3)
+    assert.equal(await obj.save('skip'), 4)
+    assert.deepEqual(seen, ['t:abc', 't:skip'])
+    assert.equal(serializer.stats().runs, 1, 'the skipped call did not go through the serializer')
+    await locks.close()
+  })
+
+  test('serializer - @Serialized decorator (standard) retries conflicts under the lock', async () => {
+    const locks = new Locks({ store: new MemoryStore() })
+    const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, retryMinDelayMs: 0, retryMaxDelayMs: 0 })
+    const cell = new VersionedCell()
+    class Repo {
+      @Serialized(serializer, { key: (id: string) => `cell:${id}` })
+      async bump(id: string): Promise<string> {
+        await increment(cell, 1)
+        return id
+      }
+    }
+    const repo = new Repo()
+    const results = await Promise.all(Array.from({ length: 5 }, () => repo.bump('x')))
+    assert.deepEqual(results, ['x', 'x', 'x', 'x', 'x'])
+    assert.equal(cell.value, 5)
+    assert.equal(serializer.stats().conflicts, 0)
+    await locks.close()
+  })
+
+  test('serializer - @Serialized as a legacy decorator, serializer taken from this', async () => {
+    const locks = new Locks({ store: new MemoryStore() })
+    class Repo {
+      serializer: Serializer = locks.serializer({ isConflict: () => false })
+      async save(id: string): Promise<string> {
+        return `saved ${id}`
+      }
+    }
+    const desc = Object.getOwnPropertyDescriptor(Repo.prototype, 'save') as PropertyDescriptor
+    const decorated = Serialized((self) => (self as Repo).serializer, { key: (id: string) => id })(Repo.prototype, 'save', desc)
+    Object.defineProperty(Repo.prototype, 'save', decorated)
+    const repo = new Repo()
+    assert.equal(await repo.save('a'), 'saved a')
+    assert.equal(repo.serializer.stats().runs, 1)
+    await locks.close()
+  })
+
+  test('serializer - bad arguments are typed errors', async () => {
+    const locks = new Locks({ store: new MemoryStore() })
+    assert.throws(() => locks.serializer({} as never), InvalidArgumentError)
+    assert.throws(() => locks.serializer({ isConflict: () => false, maxAttempts: 0 }), /maxAttempts must be an integer from 1/)
+    assert.throws(() => locks.serializer({ isConflict: () => false, mode: 'lax' as never }), /mode must be "soft" or "strict"/)
+    assert.throws(() => locks.serializer({ isConflict: () => false, ttlMs: 10 }), /ttlMs must be an integer/)
+    const s = locks.serializer({ isConflict: () => false })
+    await assert.rejects(s.run('k', 'nope' as never), InvalidArgumentError)
+    await assert.rejects(s.run('', async () => 1), InvalidArgumentError)
+    assert.throws(() => s.wrap(async () => 1, {} as never), InvalidArgumentError)
+    await locks.close()
+  })
+})
