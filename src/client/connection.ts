@@ -257,8 +257,8 @@ export class Connection extends EventEmitter {
     })
   }
 
-  #write(text: string, pending: Pending): void {
-    pending.deadline = performance.now() + this.#opts.requestTimeoutMs
+  #write(text: string, pending: Pending, timeoutMs = this.#opts.requestTimeoutMs): void {
+    pending.deadline = performance.now() + timeoutMs
     this.#inflight.push(pending)
     if (!this.#flushScheduled) {
       // the first request of a turn goes out at once (lowest latency); the rest of the turn's
@@ -382,6 +382,10 @@ export class Connection extends EventEmitter {
           )
         }),
       ])
+      // the timer still waits for a handshake deadline (connectTimeoutMs); nothing is in flight now,
+      // and the next request must be timed by requestTimeoutMs, which may be shorter
+      if (this.#timer) clearTimeout(this.#timer)
+      this.#timer = null
       const stats = (replies[replies.length - 2] as StatsReply).stats
       const settings = (replies[replies.length - 1] as StatsReply).stats
       const identity = readIdentity(stats, settings, this.name)
@@ -399,7 +403,9 @@ export class Connection extends EventEmitter {
       for (const q of waiting) this.#write(q.text, q.pending)
     } catch (err) {
       const e =
-        err instanceof AuthError || err instanceof ConnectionError
+        this.state === 'closed'
+          ? new ClosedError(`connection to ${this.name} was closed while connecting`, { cause: err })
+          : err instanceof AuthError || err instanceof ConnectionError
           ? err
           : new ConnectionError(`handshake with memcached at ${this.name} failed: ${(err as Error).message}`, this.name, { cause: err })
       if (this.#socket === sock) this.#socket = null
@@ -414,7 +420,8 @@ export class Connection extends EventEmitter {
 
   #handshakeRequest(text: string, expect: Expect): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
-      this.#write(text, { expect, opaque: undefined, resolve, reject, deadline: 0 })
+      // the handshake is bounded by connectTimeoutMs (its own timer in #open), not requestTimeoutMs
+      this.#write(text, { expect, opaque: undefined, resolve, reject, deadline: 0 }, this.#opts.connectTimeoutMs)
     })
   }
 
@@ -444,17 +451,13 @@ export class Connection extends EventEmitter {
   }
 
   #onData(chunk: Buffer): void {
-    let replies: Reply[]
+    const replies: Reply[] = []
+    let garbage: ProtocolError | null = null
     try {
-      replies = this.#decoder.push(chunk)
+      this.#decoder.push(chunk, replies)
     } catch (err) {
-      const head = this.#inflight[this.#inflightHead]
-      if (head) {
-        this.#inflightHead++
-        head.reject(err as ProtocolError)
-      }
-      this.#drop(err as Error)
-      return
+      // the replies decoded before the garbage are still answers to their requests: deliver them
+      garbage = err as ProtocolError
     }
     for (const reply of replies) {
       const p = this.#inflight[this.#inflightHead]
@@ -474,6 +477,15 @@ export class Connection extends EventEmitter {
       } else {
         p.resolve(reply)
       }
+    }
+    if (garbage) {
+      const head = this.#inflight[this.#inflightHead]
+      if (head) {
+        this.#inflightHead++
+        head.reject(garbage)
+      }
+      this.#drop(garbage)
+      return
     }
     if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
       this.#inflight = this.#inflight.slice(this.#inflightHead)

@@ -40,7 +40,8 @@ export function parseAddress(input: unknown): ServerAddress {
     host = parts[0] as string
     portText = parts[1]
   }
-  if (!host || /\s/.test(host)) throw new InvalidArgumentError(`server host must be a non-empty name or address, got ${JSON.stringify(s)}`)
+  // brackets belong only around an IPv6 address; "[]" or "ca[che]" would fail late, as a DNS error
+  if (!host || /[\s[\]]/.test(host)) throw new InvalidArgumentError(`server host must be a non-empty name or address, got ${JSON.stringify(s)}`)
   if (portText !== undefined && !/^\d+$/.test(portText)) {
     throw new InvalidArgumentError(`server port must be an integer from 1 to 65535, got ${JSON.stringify(s)}`)
   }

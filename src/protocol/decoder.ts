@@ -76,12 +76,15 @@ export class ReplyDecoder {
     return this.#pos < this.#buf.length || this.#stats !== null
   }
 
-  /** Feeds bytes; returns the replies they completed, in order. Throws {@link ProtocolError} on garbage. */
-  push(chunk: Buffer): Reply[] {
+  /**
+   * Feeds bytes; returns the replies they completed, in order. Throws {@link ProtocolError} on
+   * garbage. Replies are appended to `out` as they are decoded, so when it throws, `out` still
+   * holds the good replies that came before the garbage (their requests did get an answer).
+   */
+  push(chunk: Buffer, out: Reply[] = []): Reply[] {
     if (this.#failed) throw new ProtocolError('decoder already failed; the connection must be closed', { cause: this.#failed })
     this.#buf = this.#pos < this.#buf.length ? Buffer.concat([this.#buf.subarray(this.#pos), chunk]) : chunk
     this.#pos = 0
-    const out: Reply[] = []
     try {
       for (;;) {
         const reply = this.#next()

@@ -1,0 +1,375 @@
+#!/usr/bin/env node
+// Client overhead against a bare socket: how much does `Connection` (queue, opaque checks,
+// timeouts, batching) cost over the cheapest possible meta-protocol loop?
+//
+//   npm run build && node bench/client.mjs [--requests N] [--json]
+//
+// Starts its own memcached (from PATH, or $MEMCACHED_BIN) on a free loopback port and stops it
+// by PID at the end, also on errors and signals. Two measurements, each interleaved over 5
+// rounds (raw, client, raw, client...), medians reported:
+//   sequential  one `mg <k> v c t` at a time: a raw net.Socket loop vs `await conn.metaGet()`
+//   batch64     64 requests at a time: raw = 64 `mg` in ONE write, then wait for 64 replies;
+//               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)
+import { execFileSync, spawn } from 'node:child_process'
+import { accessSync, constants } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { Connection, encodeKey } from '../dist/esm/index.js'
+
+const ROUNDS = 5
+const BATCH = 64
+const HOST = '127.0.0.1'
+
+// ---------------------------------------------------------------------------
+// arguments
+// ---------------------------------------------------------------------------
+
+function usage(error) {
+  const text = `usage: node bench/client.mjs [--requests N] [--json]
+  --requests N  requests per measurement and round (default 20000; batch64 rounds up to a multiple of 64)
+  --json        print one JSON document on stdout instead of the table`
+  if (error) {
+    console.error(`bench/client: ${error}\n${text}`)
+    process.exit(2)
+  }
+  console.log(text)
+  process.exit(0)
+}
+
+function parseArgs(argv) {
+  const o = { requests: 20_000, json: false }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '--json') o.json = true
+    else if (a === '--requests' || a.startsWith('--requests=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < BATCH) usage(`--requests expects an integer >= ${BATCH}, got ${JSON.stringify(v ?? '')}`)
+      o.requests = n
+    } else if (a === '--help' || a === '-h') usage()
+    else usage(`unknown argument ${JSON.stringify(a)}`)
+  }
+  return o
+}
+
+const log = (msg) => process.stderr.write(`[bench/client] ${msg}\n`)
+
+// ---------------------------------------------------------------------------
+// memcached: started here, stopped by PID
+// ---------------------------------------------------------------------------
+
+function memcachedBinary() {
+  const candidates = process.env.MEMCACHED_BIN
+    ? [process.env.MEMCACHED_BIN]
+    : [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean).map((d) => path.join(d, 'memcached')), '/usr/bin/memcached']
+  for (const file of candidates) {
+    try {
+      accessSync(file, constants.X_OK)
+      return file
+    } catch {
+      // next
+    }
+  }
+  throw new Error('memcached not found: install it (apt-get install memcached) or set MEMCACHED_BIN')
+}
+
+function runAsUser() {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return null
+  try {
+    execFileSync('id', ['-u', 'memcache'], { stdio: 'ignore' })
+    return 'memcache'
+  } catch {
+    return 'nobody'
+  }
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.once('error', reject)
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+let child = null
+
+function alive(c) {
+  return c !== null && c.exitCode === null && c.signalCode === null
+}
+
+/** Synchronous, by PID only: safe in 'exit' and signal handlers. */
+function killServerSync() {
+  if (alive(child)) {
+    try {
+      process.kill(child.pid, 'SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+}
+
+async function stopServer() {
+  if (!alive(child)) return
+  const c = child
+  const exited = new Promise((resolve) => c.once('exit', resolve))
+  process.kill(c.pid, 'SIGTERM')
+  const timer = setTimeout(() => alive(c) && process.kill(c.pid, 'SIGKILL'), 2000)
+  await exited
+  clearTimeout(timer)
+}
+
+process.on('exit', killServerSync)
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    const code = 128 + { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 }[sig]
+    if (alive(child)) {
+      // SIGKILL and wait for the exit, so that the child is reaped here and not left a zombie
+      const c = child
+      c.once('exit', () => process.exit(code))
+      killServerSync()
+      setTimeout(() => process.exit(code), 1000).unref()
+    } else {
+      process.exit(code)
+    }
+  })
+}
+
+async function startServer() {
+  const bin = memcachedBinary()
+  const version = execFileSync(bin, ['-V'], { encoding: 'utf8' }).trim()
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort()
+    const args = ['-l', HOST, '-p', String(port), '-U', '0', '-m', '64']
+    const user = runAsUser()
+    if (user) args.push('-u', user)
+    child = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    let stderr = ''
+    child.stderr.setEncoding('utf8')
+    child.stderr.on('data', (d) => (stderr += d))
+    const deadline = Date.now() + 5000
+    while (Date.now() < deadline && alive(child)) {
+      if (await probe(port)) return { port, version, args: args.join(' ') }
+      await new Promise((r) => setTimeout(r, 25))
+    }
+    await stopServer()
+    if (!/address already in use/i.test(stderr)) throw new Error(`memcached did not start: ${stderr.trim() || 'no output'}`)
+  }
+  throw new Error('memcached did not start: no free port')
+}
+
+function probe(port) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: HOST, port })
+    const done = (ok) => {
+      s.destroy()
+      resolve(ok)
+    }
+    s.setTimeout(500, () => done(false))
+    s.once('error', () => done(false))
+    s.once('connect', () => s.write('version\r\n'))
+    s.once('data', (d) => done(d.toString().startsWith('VERSION ')))
+  })
+}
+
+// ---------------------------------------------------------------------------
+// the raw floor: a bare socket that counts whole `mg` replies (VA with data, or a one-line reply)
+// ---------------------------------------------------------------------------
+
+class RawSocket {
+  #sock
+  #buf = Buffer.alloc(0)
+  #want = 0
+  #got = 0
+  #resolve = null
+
+  static connect(port) {
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host: HOST, port })
+      sock.once('error', reject)
+      sock.once('connect', () => {
+        sock.off('error', reject)
+        sock.setNoDelay(true)
+        resolve(new RawSocket(sock))
+      })
+    })
+  }
+
+  constructor(sock) {
+    this.#sock = sock
+    sock.on('data', (chunk) => this.#onData(chunk))
+    sock.on('error', (err) => log(`raw socket error: ${err.message}`))
+  }
+
+  /** Writes `text` (one write) and resolves when `replies` whole replies have arrived. */
+  send(text, replies) {
+    this.#want = replies
+    this.#got = 0
+    return new Promise((resolve) => {
+      this.#resolve = resolve
+      this.#sock.write(text)
+    })
+  }
+
+  #onData(chunk) {
+    let buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk
+    let pos = 0
+    for (;;) {
+      const lf = buf.indexOf(10, pos)
+      if (lf === -1) break
+      let end = lf + 1
+      if (buf[pos] === 0x56 && buf[pos + 1] === 0x41) {
+        // "VA <len> ...": skip the data block and its CRLF
+        let len = 0
+        for (let i = pos + 3; buf[i] >= 0x30 && buf[i] <= 0x39; i++) len = len * 10 + (buf[i] - 0x30)
+        end = lf + 1 + len + 2
+        if (end > buf.length) break
+      } else if (buf[pos] !== 0x45 && buf[pos] !== 0x48) {
+        throw new Error(`raw: unexpected reply ${JSON.stringify(buf.toString('latin1', pos, lf))}`)
+      }
+      pos = end
+      this.#got++
+    }
+    this.#buf = pos < buf.length ? buf.subarray(pos) : Buffer.alloc(0)
+    if (this.#got >= this.#want && this.#resolve) {
+      const r = this.#resolve
+      this.#resolve = null
+      r()
+    }
+  }
+
+  close() {
+    this.#sock.destroy()
+  }
+}
+
+// ---------------------------------------------------------------------------
+// measurements
+// ---------------------------------------------------------------------------
+
+async function timed(fn) {
+  const t0 = process.hrtime.bigint()
+  await fn()
+  return Number(process.hrtime.bigint() - t0) / 1e9
+}
+
+function median(values) {
+  const s = [...values].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
+}
+
+function makeRunners(raw, conn, key, wireKey) {
+  const line = `mg ${key} v c t\r\n`
+  const batchText = line.repeat(BATCH)
+  const flags = ['v', 'c', 't']
+  return {
+    sequential: {
+      raw: async (n) => {
+        for (let i = 0; i < n; i++) await raw.send(line, 1)
+      },
+      client: async (n) => {
+        for (let i = 0; i < n; i++) {
+          const r = await conn.metaGet(wireKey, flags)
+          if (r.status !== 'VA') throw new Error(`client: unexpected ${r.status}`)
+        }
+      },
+    },
+    batch64: {
+      raw: async (n) => {
+        for (let i = 0; i < n / BATCH; i++) await raw.send(batchText, BATCH)
+      },
+      client: async (n) => {
+        for (let i = 0; i < n / BATCH; i++) {
+          const replies = await Promise.all(Array.from({ length: BATCH }, () => conn.metaGet(wireKey, flags)))
+          if (replies.length !== BATCH || replies[BATCH - 1].status !== 'VA') throw new Error('client: bad batch')
+        }
+      },
+    },
+  }
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2))
+  const server = await startServer()
+  log(`${server.version} on ${HOST}:${server.port} (pid ${child.pid})`)
+  const raw = await RawSocket.connect(server.port)
+  const conn = new Connection({ host: HOST, port: server.port }, { requestTimeoutMs: 5000 })
+  await conn.connect()
+  try {
+    const key = `bench:client:${process.pid}`
+    const wireKey = encodeKey('', key)
+    const value = 'x'.repeat(32)
+    const set = await conn.metaSet(wireKey, value, ['T0'])
+    if (set.status !== 'HD') throw new Error(`could not store the bench key: ${set.status}`)
+
+    const runners = makeRunners(raw, conn, key, wireKey)
+    const counts = { sequential: opts.requests, batch64: Math.ceil(opts.requests / BATCH) * BATCH }
+    // warm-up: JIT and socket buffers, not measured
+    for (const name of Object.keys(runners)) {
+      await runners[name].raw(Math.min(counts[name], 2048))
+      await runners[name].client(Math.min(counts[name], 2048))
+    }
+
+    const samples = { sequential: { raw: [], client: [] }, batch64: { raw: [], client: [] } }
+    const started = Date.now()
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const name of Object.keys(runners)) {
+        for (const side of ['raw', 'client']) {
+          const seconds = await timed(() => runners[name][side](counts[name]))
+          samples[name][side].push(counts[name] / seconds)
+        }
+      }
+      log(`round ${round}/${ROUNDS} done (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+    }
+
+    const results = Object.keys(samples).map((name) => {
+      const rawOps = median(samples[name].raw)
+      const clientOps = median(samples[name].client)
+      return {
+        scenario: name,
+        requests: counts[name],
+        rawOpsPerSec: Math.round(rawOps),
+        clientOpsPerSec: Math.round(clientOps),
+        // per request (sequential) or per batch of 64 (batch64), in microseconds
+        rawMicros: Number(((1e6 / rawOps) * (name === 'batch64' ? BATCH : 1)).toFixed(1)),
+        clientMicros: Number(((1e6 / clientOps) * (name === 'batch64' ? BATCH : 1)).toFixed(1)),
+        ratio: Number((clientOps / rawOps).toFixed(3)),
+        rounds: { raw: samples[name].raw.map(Math.round), client: samples[name].client.map(Math.round) },
+      }
+    })
+
+    const meta = { memcached: server.version, node: process.version, rounds: ROUNDS, batch: BATCH, requests: opts.requests }
+    if (opts.json) {
+      console.log(JSON.stringify({ ...meta, results }, null, 2))
+    } else {
+      console.log(`${server.version}, node ${process.version}, ${ROUNDS} interleaved rounds, medians; ratio = client/raw ops/s`)
+      const rows = [
+        ['scenario', 'requests', 'raw ops/s', 'client ops/s', 'raw µs', 'client µs', 'client/raw'],
+        ...results.map((r) => [
+          r.scenario === 'sequential' ? 'sequential mg k v c t' : '64 concurrent mg',
+          String(r.requests),
+          r.rawOpsPerSec.toLocaleString('en-US'),
+          r.clientOpsPerSec.toLocaleString('en-US'),
+          `${r.rawMicros}${r.scenario === 'batch64' ? '/batch' : '/op'}`,
+          `${r.clientMicros}${r.scenario === 'batch64' ? '/batch' : '/op'}`,
+          r.ratio.toFixed(2),
+        ]),
+      ]
+      const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)))
+      for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
+    }
+  } finally {
+    raw.close()
+    await conn.close()
+    await stopServer()
+  }
+}
+
+main().catch(async (err) => {
+  console.error(`bench/client: ${err.stack ?? err}`)
+  await stopServer().catch(() => {})
+  process.exit(1)
+})

@@ -1,0 +1,344 @@
+import assert from 'node:assert/strict'
+import { describe, test } from 'node:test'
+
+import fc from 'fast-check'
+
+import { MemcachedLockError, ProtocolError } from '../../src/errors.js'
+import { ReplyDecoder, type Reply } from '../../src/protocol/decoder.js'
+
+/** Every reply the library can receive, with the decoded form it must produce. */
+const CORPUS: { wire: string; reply: Reply }[] = [
+  { wire: 'HD\r\n', reply: { kind: 'meta', status: 'HD', flags: {} } },
+  { wire: 'HD c1\r\n', reply: { kind: 'meta', status: 'HD', flags: { c: '1' } } },
+  { wire: 'HD c9 t400\r\n', reply: { kind: 'meta', status: 'HD', flags: { c: '9', t: '400' } } },
+  { wire: 'HD c2 O123 klock:b\r\n', reply: { kind: 'meta', status: 'HD', flags: { c: '2', O: '123', k: 'lock:b' } } },
+  { wire: 'HD c17 kAGxvY2v/YmluIGtleSB3aXRoIHNwYWNlcw== b\r\n', reply: { kind: 'meta', status: 'HD', flags: { c: '17', k: 'AGxvY2v/YmluIGtleSB3aXRoIHNwYWNlcw==', b: '' } } },
+  { wire: 'HD t-1\r\n', reply: { kind: 'meta', status: 'HD', flags: { t: '-1' } } },
+  { wire: 'NS\r\n', reply: { kind: 'meta', status: 'NS', flags: {} } },
+  { wire: 'NS c0 O11\r\n', reply: { kind: 'meta', status: 'NS', flags: { c: '0', O: '11' } } },
+  { wire: 'EX\r\n', reply: { kind: 'meta', status: 'EX', flags: {} } },
+  { wire: 'EX c0 O14\r\n', reply: { kind: 'meta', status: 'EX', flags: { c: '0', O: '14' } } },
+  { wire: 'NF\r\n', reply: { kind: 'meta', status: 'NF', flags: {} } },
+  { wire: 'EN\r\n', reply: { kind: 'meta', status: 'EN', flags: {} } },
+  { wire: 'EN O13\r\n', reply: { kind: 'meta', status: 'EN', flags: { O: '13' } } },
+  { wire: 'MN\r\n', reply: { kind: 'meta', status: 'MN', flags: {} } },
+  { wire: 'VA 8 c1 t30\r\nowner-A1\r\n', reply: { kind: 'meta', status: 'VA', flags: { c: '1', t: '30' }, value: Buffer.from('owner-A1') } },
+  { wire: 'VA 8 c1 t30 s8 f0\r\nowner-A1\r\n', reply: { kind: 'meta', status: 'VA', flags: { c: '1', t: '30', s: '8', f: '0' }, value: Buffer.from('owner-A1') } },
+  { wire: 'VA 0\r\n\r\n', reply: { kind: 'meta', status: 'VA', flags: {}, value: Buffer.alloc(0) } },
+  { wire: 'VA 0 c5 O2\r\n\r\n', reply: { kind: 'meta', status: 'VA', flags: { c: '5', O: '2' }, value: Buffer.alloc(0) } },
+  { wire: 'VA 10 c3\r\nab\r\nEN\r\ncd\r\n', reply: { kind: 'meta', status: 'VA', flags: { c: '3' }, value: Buffer.from('ab\r\nEN\r\ncd') } },
+  { wire: 'VA 2\r\n\r\n\r\n', reply: { kind: 'meta', status: 'VA', flags: {}, value: Buffer.from('\r\n') } },
+  { wire: 'VA 4\r\n\xff\x00\n\r\r\n', reply: { kind: 'meta', status: 'VA', flags: {}, value: Buffer.from([0xff, 0x00, 0x0a, 0x0d]) } },
+  {
+    wire: 'STAT pid 1234\r\nSTAT uptime 2\r\nSTAT time 1795670522\r\nSTAT version 1.6.18\r\nSTAT rusage_user 0.012345\r\nEND\r\n',
+    reply: { kind: 'stats', stats: { pid: '1234', uptime: '2', time: '1795670522', version: '1.6.18', rusage_user: '0.012345' } },
+  },
+  {
+    wire: 'STAT evictions on\r\nSTAT temporary_ttl 61\r\nSTAT inter NULL\r\nSTAT empty\r\nSTAT spaced a b c\r\nEND\r\n',
+    reply: { kind: 'stats', stats: { evictions: 'on', temporary_ttl: '61', inter: 'NULL', empty: '', spaced: 'a b c' } },
+  },
+  { wire: 'END\r\n', reply: { kind: 'stats', stats: {} } },
+  { wire: 'VERSION 1.6.18\r\n', reply: { kind: 'version', version: '1.6.18' } },
+  { wire: 'ERROR\r\n', reply: { kind: 'error', type: 'ERROR', message: '' } },
+  { wire: 'CLIENT_ERROR bad command line format\r\n', reply: { kind: 'error', type: 'CLIENT_ERROR', message: 'bad command line format' } },
+  { wire: 'CLIENT_ERROR unauthenticated\r\n', reply: { kind: 'error', type: 'CLIENT_ERROR', message: 'unauthenticated' } },
+  { wire: 'SERVER_ERROR out of memory storing object\r\n', reply: { kind: 'error', type: 'SERVER_ERROR', message: 'out of memory storing object' } },
+  { wire: 'STORED\r\n', reply: { kind: 'word', word: 'STORED' } },
+  { wire: 'OK\r\n', reply: { kind: 'word', word: 'OK' } },
+]
+
+const WHOLE = Buffer.concat(CORPUS.map((c) => Buffer.from(c.wire, 'latin1')))
+const EXPECTED = CORPUS.map((c) => c.reply)
+
+function feed(chunks: Buffer[], decoder = new ReplyDecoder()): Reply[] {
+  const out: Reply[] = []
+  for (const chunk of chunks) out.push(...decoder.push(chunk))
+  return out
+}
+
+/** Feeds `bytes` in the given chunking and expects a ProtocolError (and nothing else). */
+function expectProtocolError(chunks: Buffer[], decoder = new ReplyDecoder()): ProtocolError {
+  let caught: unknown
+  try {
+    feed(chunks, decoder)
+  } catch (err) {
+    caught = err
+  }
+  assert.ok(caught instanceof ProtocolError, `expected ProtocolError, got ${caught === undefined ? 'no error' : String(caught)}`)
+  assert.equal(caught.code, 'ERR_PROTOCOL')
+  assert.equal(caught.name, 'ProtocolError')
+  return caught
+}
+
+function bytewise(buf: Buffer): Buffer[] {
+  return Array.from({ length: buf.length }, (_, i) => buf.subarray(i, i + 1))
+}
+
+function b(text: string): Buffer {
+  return Buffer.from(text, 'latin1')
+}
+
+describe('ReplyDecoder - valid replies', () => {
+  for (const c of CORPUS) {
+    test(`decoder - decodes ${JSON.stringify(c.wire.length > 40 ? c.wire.slice(0, 40) + '...' : c.wire)} whole and byte by byte`, () => {
+      assert.deepEqual(feed([b(c.wire)]), [c.reply])
+      const d = new ReplyDecoder()
+      const out: Reply[] = []
+      const bytes = bytewise(b(c.wire))
+      bytes.forEach((byte, i) => {
+        out.push(...d.push(byte))
+        // nothing may come out before the last byte
+        if (i < bytes.length - 1) assert.equal(out.length, 0, `reply emitted early at byte ${i}`)
+      })
+      assert.deepEqual(out, [c.reply])
+      assert.equal(d.midReply, false)
+    })
+  }
+
+  test('decoder - the whole corpus in one chunk', () => {
+    assert.deepEqual(feed([WHOLE]), EXPECTED)
+  })
+
+  test('decoder - the whole corpus byte by byte', () => {
+    assert.deepEqual(feed(bytewise(WHOLE)), EXPECTED)
+  })
+
+  test('decoder - the whole corpus split at every point', () => {
+    for (let i = 0; i <= WHOLE.length; i++) {
+      assert.deepEqual(feed([WHOLE.subarray(0, i), WHOLE.subarray(i)]), EXPECTED, `split at ${i}`)
+    }
+  })
+
+  test('decoder - the whole corpus split at every pair of points (sampled)', () => {
+    for (let i = 0; i <= WHOLE.length; i += 7) {
+      for (let j = i; j <= WHOLE.length; j += 5) {
+        assert.deepEqual(feed([WHOLE.subarray(0, i), WHOLE.subarray(i, j), WHOLE.subarray(j)]), EXPECTED, `split at ${i}, ${j}`)
+      }
+    }
+  })
+
+  test('decoder - property: random splits of the corpus decode the same', () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: WHOLE.length - 1 }), { maxLength: 60 }), (cuts) => {
+        const points = [0, ...cuts.sort((x, y) => x - y), WHOLE.length]
+        const chunks = points.slice(1).map((end, i) => WHOLE.subarray(points[i], end))
+        assert.deepEqual(feed(chunks), EXPECTED)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  test('decoder - property: random replies in random order and random splits', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 0, max: CORPUS.length - 1 }), { minLength: 1, maxLength: 40 }),
+        fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 20 }),
+        (picks, sizes) => {
+          const stream = Buffer.concat(picks.map((i) => b(CORPUS[i]!.wire)))
+          const chunks: Buffer[] = []
+          for (let pos = 0, k = 0; pos < stream.length; k++) {
+            const size = sizes[k % sizes.length]!
+            chunks.push(stream.subarray(pos, pos + size))
+            pos += size
+          }
+          assert.deepEqual(
+            feed(chunks),
+            picks.map((i) => CORPUS[i]!.reply),
+          )
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  test('decoder - midReply tracks a started reply', () => {
+    const d = new ReplyDecoder()
+    assert.equal(d.midReply, false)
+    assert.deepEqual(d.push(b('HD c1\r\nVA 3\r\nab')), [{ kind: 'meta', status: 'HD', flags: { c: '1' } }])
+    assert.equal(d.midReply, true)
+    assert.equal(d.push(b('c\r\n')).length, 1)
+    assert.equal(d.midReply, false)
+    assert.deepEqual(d.push(b('STAT pid 1\r\n')), [])
+    assert.equal(d.midReply, true, 'inside a STAT block')
+    assert.equal(d.push(b('END\r\n')).length, 1)
+    assert.equal(d.midReply, false)
+  })
+
+  test('decoder - an empty chunk is harmless', () => {
+    const d = new ReplyDecoder()
+    assert.deepEqual(d.push(Buffer.alloc(0)), [])
+    assert.deepEqual(d.push(b('HD')), [])
+    assert.deepEqual(d.push(Buffer.alloc(0)), [])
+    assert.deepEqual(d.push(b('\r\n')), [{ kind: 'meta', status: 'HD', flags: {} }])
+  })
+
+  test('decoder - the value does not alias the input chunk', () => {
+    const chunk = b('VA 3\r\nabc\r\n')
+    const [reply] = new ReplyDecoder().push(chunk)
+    chunk.fill(0)
+    assert.ok(reply && reply.kind === 'meta')
+    assert.equal(reply.value?.toString(), 'abc')
+  })
+
+  test('decoder - values up to the limit are accepted', () => {
+    const d = new ReplyDecoder({ maxValueBytes: 16 })
+    const [reply] = d.push(b(`VA 16\r\n${'x'.repeat(16)}\r\n`))
+    assert.ok(reply && reply.kind === 'meta')
+    assert.equal(reply.value?.length, 16)
+  })
+
+  test('decoder - a large value arriving in many chunks', () => {
+    const value = Buffer.alloc(200_000, 0x61)
+    const stream = Buffer.concat([b(`VA ${value.length} c1\r\n`), value, b('\r\nHD\r\n')])
+    const chunks: Buffer[] = []
+    for (let i = 0; i < stream.length; i += 1000) chunks.push(stream.subarray(i, i + 1000))
+    const out = feed(chunks)
+    assert.equal(out.length, 2)
+    assert.ok(out[0]?.kind === 'meta')
+    assert.deepEqual(out[0].value, value)
+  })
+})
+
+describe('ReplyDecoder - garbage', () => {
+  const BAD: [string, string, { maxLineBytes?: number; maxValueBytes?: number }?][] = [
+    ['a line without CR', 'HD\n'],
+    ['a bare LF', '\n'],
+    ['an empty line', '\r\n'],
+    ['a CR inside a line', 'HD\rc1\r\n'],
+    ['a VA without a length', 'VA\r\n'],
+    ['a VA with a word for a length', 'VA abc\r\nabc\r\n'],
+    ['a VA with a negative length', 'VA -1\r\n\r\n'],
+    ['a VA with an 11-digit length', 'VA 12345678901\r\n'],
+    ['a VA with a fractional length', 'VA 1.5\r\nx\r\n'],
+    ['a VA whose data is not followed by CRLF', 'VA 2\r\nabXY'],
+    ['a VA whose data is followed by LF only', 'VA 2\r\nab\nHD\r\n'],
+    ['a VA that is shorter than announced', 'VA 5\r\nab\r\nHD\r\n'],
+    ['a value over the limit', 'VA 11\r\n', { maxValueBytes: 10 }],
+    ['a value over the default 1 MiB limit', 'VA 1048577\r\n'],
+    ['an overlong line without LF', 'HD ' + 'c'.repeat(200), { maxLineBytes: 100 }],
+    ['an overlong line with CRLF', 'HD k' + 'x'.repeat(200) + '\r\n', { maxLineBytes: 100 }],
+    ['an unknown word', 'HELLO\r\n'],
+    ['a lowercase status', 'hd\r\n'],
+    ['a classic VALUE reply', 'VALUE k 0 1\r\nx\r\nEND\r\n'],
+    ['END with trailing text', 'END now\r\n'],
+    ['ERROR with trailing text', 'ERROR what\r\n'],
+    ['VERSION without a version', 'VERSION\r\n'],
+    ['STORED with trailing text', 'STORED 1\r\n'],
+    ['a flag starting with a digit', 'HD 1c\r\n'],
+    ['a flag that is a symbol', 'HD -1\r\n'],
+    ['an empty flag (double space)', 'HD  c1\r\n'],
+    ['a trailing space', 'HD \r\n'],
+    ['a flag with a control char', 'HD c\x01\r\n'],
+    ['a flag with a non-ASCII byte', 'HD k\xe9\r\n'],
+    ['a VA flag starting with a digit', 'VA 1 9c\r\nx\r\n'],
+    ['a non-STAT line inside stats', 'STAT pid 1\r\nHD\r\n'],
+    ['a STAT line without a name', 'STAT \r\nEND\r\n'],
+    ['a STAT line alone', 'STAT\r\nEND\r\n'],
+    ['binary garbage', '\x00\x01\x02\xff\r\n'],
+    ['a binary protocol header', '\x81\x00\x00\x00\x00\x00\x00\x00\r\n'],
+  ]
+
+  for (const [label, text, limits] of BAD) {
+    test(`decoder - ${label} is a ProtocolError, whole and byte by byte`, () => {
+      expectProtocolError([b(text)], new ReplyDecoder(limits))
+      expectProtocolError(bytewise(b(text)), new ReplyDecoder(limits))
+    })
+  }
+
+  test('decoder - replies decoded before garbage in the same chunk are handed over in out', () => {
+    const d = new ReplyDecoder()
+    assert.deepEqual(d.push(b('HD\r\n')), [{ kind: 'meta', status: 'HD', flags: {} }])
+    const out: Reply[] = []
+    assert.throws(() => d.push(b('MN\r\nVA 1 O2\r\nx\r\nGARBAGE\r\nEN\r\n'), out), ProtocolError)
+    assert.deepEqual(out, [
+      { kind: 'meta', status: 'MN', flags: {} },
+      { kind: 'meta', status: 'VA', flags: { O: '2' }, value: Buffer.from('x') },
+    ])
+  })
+
+  test('decoder - push appends to the given array and returns it', () => {
+    const out: Reply[] = [{ kind: 'word', word: 'OK' }]
+    assert.equal(new ReplyDecoder().push(b('MN\r\n'), out), out)
+    assert.equal(out.length, 2)
+  })
+
+  test('decoder - the error names the offending line', () => {
+    const err = expectProtocolError([b('HELLO world\r\n')])
+    assert.match(err.message, /HELLO world/)
+    assert.ok(err instanceof MemcachedLockError)
+  })
+
+  test('decoder - a very long garbage line is clipped in the message', () => {
+    const err = expectProtocolError([b('X'.repeat(5000) + '\r\n')])
+    assert.ok(err.message.length < 300, `message of ${err.message.length} characters`)
+  })
+
+  test('decoder - an overlong line is refused before its end arrives', () => {
+    const d = new ReplyDecoder({ maxLineBytes: 64 })
+    assert.deepEqual(d.push(b('HD ' + 'c'.repeat(40))), [])
+    expectProtocolError([b('c'.repeat(40))], d)
+  })
+
+  test('decoder - an oversized value is refused before its data arrives', () => {
+    expectProtocolError([b('VA 2000000\r\n')])
+  })
+
+  test('decoder - refuses all input after failing', () => {
+    const d = new ReplyDecoder()
+    const first = expectProtocolError([b('NOPE\r\n')], d)
+    for (const more of ['HD\r\n', '', 'MN\r\n']) {
+      const err = expectProtocolError([b(more)], d)
+      assert.match(err.message, /already failed/)
+      assert.equal(err.cause, first)
+    }
+  })
+
+  test('decoder - property: random bytes give replies or a ProtocolError, never another error', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 8 }), (chunks) => {
+        const d = new ReplyDecoder({ maxLineBytes: 128, maxValueBytes: 256 })
+        for (const chunk of chunks) {
+          try {
+            d.push(Buffer.from(chunk))
+          } catch (err) {
+            assert.ok(err instanceof ProtocolError, `unexpected ${String(err)}`)
+            return
+          }
+        }
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  test('decoder - property: random lines built from reply-like tokens never crash', () => {
+    const token = fc.constantFrom('HD', 'VA', 'EN', 'MN', 'NS', 'STAT', 'END', 'VERSION', 'ERROR', 'OK', 'c1', 'O7', 't-1', '5', '0', '-1', 'x', ' ', '', '\r', '\n', '\r\n', '\x00', 'k\xff')
+    fc.assert(
+      fc.property(fc.array(token, { maxLength: 30 }), fc.integer({ min: 1, max: 16 }), (tokens, size) => {
+        const stream = b(tokens.join(''))
+        const d = new ReplyDecoder({ maxLineBytes: 64, maxValueBytes: 64 })
+        try {
+          for (let i = 0; i < stream.length; i += size) d.push(stream.subarray(i, i + size))
+        } catch (err) {
+          assert.ok(err instanceof ProtocolError, `unexpected ${String(err)}`)
+        }
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  test('decoder - property: a valid stream with one byte corrupted gives replies or a ProtocolError', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: WHOLE.length - 1 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: 32 }), (pos, byte, size) => {
+        const stream = Buffer.from(WHOLE)
+        stream[pos] = byte
+        const d = new ReplyDecoder()
+        try {
+          for (let i = 0; i < stream.length; i += size) d.push(stream.subarray(i, i + size))
+        } catch (err) {
+          assert.ok(err instanceof ProtocolError, `unexpected ${String(err)}`)
+        }
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})
