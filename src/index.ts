@@ -28,6 +28,7 @@ export {
 export { MemcachedStore, evictionRisk } from './store/memcached-store.js'
 export { type MemcachedStoreOptions } from './store/store-options.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
+export { QuorumStore, type QuorumStoreOptions } from './store/quorum-store.js'
 export { MemcachedClient, type MemcachedClientOptions, type ServerHealth } from './client/client.js'
 export { Connection, type ConnectionOptions, type ConnectionState, type ServerIdentity } from './client/connection.js'
 export { parseAddress, parseServerList, formatAddress, type ServerAddress } from './client/server-address.js'

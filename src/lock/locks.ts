@@ -15,7 +15,10 @@ import {
 } from '../errors.js'
 import { describe, MAX_NAME_LENGTH } from '../protocol/keys.js'
 import type { LockInfo, LockStore } from '../store/lock-store.js'
+import type { MemcachedClient, ServerHealth } from '../client/client.js'
+import type { Connection, ConnectionState } from '../client/connection.js'
 import { MemcachedStore } from '../store/memcached-store.js'
+import { QuorumStore } from '../store/quorum-store.js'
 import type { MemcachedStoreOptions } from '../store/store-options.js'
 import { defaultOwner } from '../store/owner.js'
 import { LockHandle, type HandleHooks } from './lock-handle.js'
@@ -30,6 +33,12 @@ import { SKIP_LOCK, wrapWithLock, type KeyFunction, type WrapOptions } from './w
 export interface LocksOptions extends MemcachedStoreOptions {
   /** Use this store (e.g. `new MemoryStore()`); it is not closed with the factory. @default a MemcachedStore built from the other options */
   store?: LockStore
+  /**
+   * Quorum mode: the servers are independent voters and a lock is held when a majority granted
+   * it (needs 3 or more servers). Off: keys are spread over the servers (ketama) with no
+   * failover. @default false
+   */
+  quorum?: boolean
   /** Defaults for every acquisition made through this factory. */
   defaults?: AcquireOptions
   /**
@@ -47,6 +56,8 @@ export interface LocksOptions extends MemcachedStoreOptions {
  * - `unlocked` (key, cause): the `proceed` policy ran code without the lock because the store failed
  * - `renewal-error` (key, error): a renewal or release attempt failed (the lease may still be valid)
  * - `warning` (message, server): a server could evict lock keys (see the README)
+ * - `server-state` (server, state): a server's connection changed state (`ready`, `down`...)
+ * - `server-restart` (server): a server came back with a new pid or boot epoch (its locks are gone)
  */
 export class Locks extends EventEmitter {
   readonly store: LockStore
@@ -61,18 +72,21 @@ export class Locks extends EventEmitter {
   constructor(options: LocksOptions = {}) {
     super()
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describe(options)}`)
-    const { store, defaults, handoffYieldMs, ...storeOptions } = options
+    const { store, defaults, handoffYieldMs, quorum, ...storeOptions } = options
     this.#handoffYieldMs = checkInt(handoffYieldMs ?? 1, 'handoffYieldMs', 0, 1000)
     if (store !== undefined) {
       if (typeof store?.create !== 'function') throw new InvalidArgumentError(`store must implement LockStore, got ${describe(store)}`)
       this.store = store
       this.#ownsStore = false
     } else {
-      this.store = new MemcachedStore({
-        ...storeOptions,
-        onWarning: storeOptions.onWarning ?? ((message, server) => this.#warn(message, server)),
-      })
+      const o = { ...storeOptions, onWarning: storeOptions.onWarning ?? ((message: string, server: string) => this.#warn(message, server)) }
+      if (quorum !== undefined && typeof quorum !== 'boolean') throw new InvalidArgumentError(`quorum must be a boolean, got ${describe(quorum)}`)
+      this.store = quorum ? new QuorumStore(o) : new MemcachedStore(o)
       this.#ownsStore = true
+    }
+    for (const client of clientsOf(this.store)) {
+      client.on('state', (conn: Connection, state: ConnectionState) => this.emit('server-state', conn.name, state))
+      client.on('restart', (conn: Connection) => this.emit('server-restart', conn.name))
     }
     this.defaults = { ...defaults }
     resolveAcquireOptions(undefined, this.defaults, { autoRenew: false })
@@ -123,6 +137,11 @@ export class Locks extends EventEmitter {
    */
   serializer(options: SerializerOptions): Serializer {
     return new Serializer(this, options)
+  }
+
+  /** Per-server state (`idle`, `connecting`, `ready`, `down`, `closed`) with identity and last error. */
+  health(): ServerHealth[] {
+    return clientsOf(this.store).flatMap((c) => c.health())
   }
 
   /** Who holds `key` right now, or null when it is free. */
@@ -186,10 +205,9 @@ export class Locks extends EventEmitter {
   }
 
   #unavailable(key: string, o: ResolvedAcquireOptions, error: unknown): LockHandle {
-    if (o.onUnavailable !== 'proceed') {
-      if (error instanceof InvalidArgumentError) throw error
-      throw new LockUnavailableError(key, { cause: error })
-    }
+    // a bad argument is the caller's bug, not an unreachable store: never run unlocked for it
+    if (error instanceof InvalidArgumentError) throw error
+    if (o.onUnavailable !== 'proceed') throw new LockUnavailableError(key, { cause: error })
     this.emit('unlocked', key, error)
     return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt }, this.#hooks)
   }
@@ -259,6 +277,12 @@ export class Locks extends EventEmitter {
     if (this.listenerCount('warning') > 0) this.emit('warning', message, server)
     else process.emitWarning(message, { code: 'MEMCACHED_LOCK_EVICTION' })
   }
+}
+
+function clientsOf(store: LockStore): MemcachedClient[] {
+  if (store instanceof MemcachedStore) return [store.client]
+  if (store instanceof QuorumStore) return store.members.map((m) => m.client)
+  return []
 }
 
 function checkKeyArg(key: unknown): string {

@@ -68,6 +68,8 @@ export interface CreateOptions {
   readonly wantRemaining?: boolean
   /** Also read the waiting line's latest served ticket when the lock is taken (see {@link LockStore.enterQueue}). */
   readonly wantServing?: boolean
+  /** Use this owner token instead of a new one (a quorum store grants one token on every server). */
+  readonly token?: string
 }
 
 export interface LockStore {

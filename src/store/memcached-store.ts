@@ -12,7 +12,7 @@
  * could match someone else's lock: after any reconnect, extend and delete first read the item
  * (`mg v c`) and act only if it still carries our token.
  */
-import { MemcachedClient } from '../client/client.js'
+import { MemcachedClient, type ServerHealth } from '../client/client.js'
 import type { Connection, ServerIdentity } from '../client/connection.js'
 import { ReleaseWatcher } from '../client/release-watcher.js'
 import { InvalidArgumentError, ProtocolError, UnsafeServerError } from '../errors.js'
@@ -99,7 +99,7 @@ export class MemcachedStore implements LockStore {
     checkTtlMs(ttlMs)
     const wire = encodeKey(this.options.prefix, key)
     const conn = this.client.connectionFor(wire)
-    const token = newToken()
+    const token = options?.token ?? newToken()
     const value = token + ' ' + JSON.stringify(owner)
     const start = this.clock.now()
     const set = conn.metaSet(wire, value, ['T' + serverTtlSeconds(ttlMs), 'ME', 'c'])
@@ -167,8 +167,27 @@ export class MemcachedStore implements LockStore {
     return issued > served
   }
 
+  /** Reads the key's fence counter (a quorum store keeps fencing tokens monotonic with it); 0n when absent. */
+  async readFenceCounter(key: string): Promise<bigint> {
+    const wire = this.#lineKey(key, 'f')
+    const r = await this.client.connectionFor(wire).metaGet(wire, ['v'])
+    const text = r.status === 'VA' ? (r.value as Buffer).toString('latin1') : '0'
+    return /^\d{1,40}$/.test(text) ? BigInt(text) : 0n
+  }
+
+  /** Writes the key's fence counter; it lives 30 days (the longest TTL memcached reads as relative). */
+  async writeFenceCounter(key: string, value: bigint): Promise<void> {
+    const wire = this.#lineKey(key, 'f')
+    await this.client.connectionFor(wire).metaSet(wire, value.toString(), ['T2592000'])
+  }
+
+  /** Per-server state, for health checks. */
+  health(): ServerHealth[] {
+    return this.client.health()
+  }
+
   /** The waiting line's counters live beside the lock, under names no lock name can produce (a 0x01 byte). */
-  #lineKey(key: string, which: 'q' | 's'): WireKey {
+  #lineKey(key: string, which: 'q' | 's' | 'f'): WireKey {
     return encodeKey(this.options.prefix, key + '\u0001' + which)
   }
 

@@ -35,6 +35,7 @@ class MemoryLease implements Lease {
     readonly fence: bigint,
     readonly validUntil: number,
     /** @internal */ readonly store: MemoryStore,
+    /** @internal The store's restart count when the lease was granted. */ readonly epoch: number,
   ) {}
 }
 
@@ -50,6 +51,8 @@ export class MemoryStore implements LockStore {
   readonly #watches = new Set<{ lease: MemoryLease; onLost: (reason: StoreLossReason) => void }>()
   readonly #contended = new Map<string, number>()
   #fence = 0n
+  /** Counts simulated restarts. */
+  #epoch = 0
   #closed = false
 
   constructor(options: MemoryStoreOptions = {}) {
@@ -69,7 +72,7 @@ export class MemoryStore implements LockStore {
     const token = newToken()
     const fence = ++this.#fence
     this.#entries.set(key, { token, owner, fence, expiresAt: now + ttlMs })
-    return { acquired: true, lease: new MemoryLease(key, token, fence, now + ttlMs, this) }
+    return { acquired: true, lease: new MemoryLease(key, token, fence, now + ttlMs, this, this.#epoch) }
   }
 
   async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {
@@ -79,7 +82,7 @@ export class MemoryStore implements LockStore {
     const cur = this.#live(l.key, now)
     if (!cur || cur.token !== l.token) return null
     cur.expiresAt = now + ttlMs
-    return new MemoryLease(l.key, l.token, l.fence, now + ttlMs, this)
+    return new MemoryLease(l.key, l.token, l.fence, now + ttlMs, this, l.epoch)
   }
 
   async delete(lease: Lease): Promise<boolean> {
@@ -110,6 +113,11 @@ export class MemoryStore implements LockStore {
 
   watchLease(lease: Lease, onLost: (reason: StoreLossReason) => void): () => void {
     const w = { lease: this.#own(lease), onLost }
+    // granted before a (simulated) restart: already gone, as the memcached store reports it
+    if (w.lease.epoch !== this.#epoch) {
+      queueMicrotask(() => onLost('server-restarted'))
+      return () => {}
+    }
     this.#watches.add(w)
     return () => {
       this.#watches.delete(w)
@@ -147,6 +155,7 @@ export class MemoryStore implements LockStore {
 
   /** Fault injection: forget every lock, as a memcached restart does, and tell holders. */
   simulateRestart(): void {
+    this.#epoch++
     const keys = [...this.#entries.keys()]
     this.#entries.clear()
     const watches = [...this.#watches]

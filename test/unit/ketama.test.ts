@@ -7,11 +7,11 @@ import { KetamaRing } from '../../src/client/ketama.js'
 const FIVE = ['127.0.0.1:11211', '127.0.0.1:11212', '127.0.0.1:11213', '127.0.0.1:11214', '127.0.0.1:11215']
 const KEYS = Array.from({ length: 100_000 }, (_, i) => `lock:key-${i}`)
 
-/** The ketama scheme written out the slow, obvious way: 160 points per server, linear scan. */
+/** The ketama scheme written out the slow, obvious way: 2560 points per server, linear scan. */
 function referenceServerFor(names: readonly string[], key: string): number {
   const points: { point: number; owner: number }[] = []
   names.forEach((name, owner) => {
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < 640; i++) {
       const d = createHash('md5').update(`${name}-${i}`).digest()
       for (let h = 0; h < 4; h++) points.push({ point: d.readUInt32LE(h * 4), owner })
     }
@@ -72,34 +72,14 @@ describe('KetamaRing', () => {
     assert.throws(() => new KetamaRing([]).serverFor('k'), /empty ring/)
   })
 
-  // 160 points per server leave each server's share with a standard deviation of about 7% of
-  // itself (measured over 200 servers: 12% of them fall outside +-10%, the worst at 21%), so
-  // "every server within +-10% of 20%" does not hold for every list: FIVE gives 127.0.0.1:11211
-  // 22.8%. What holds: no server beyond +-15% on these lists, and +-10% on average.
-  test('ketama - 100k keys over 5 servers: each within +-15% of 20%', () => {
-    for (const names of [
-      FIVE,
-      ['10.0.0.1:11211', '10.0.0.2:11211', '10.0.0.3:11211', '10.0.0.4:11211', '10.0.0.5:11211'],
-      ['cache-a:11211', 'cache-b:11211', 'cache-c:11211', 'cache-d:11211', 'cache-e:11211'],
-    ]) {
-      for (const [name, share] of shares(names)) {
-        assert.ok(share >= 0.17 && share <= 0.23, `${name} has ${(share * 100).toFixed(2)}% of the keys`)
-      }
-    }
-  })
-
-  test('ketama - 100k keys over 5 servers: the RMS deviation from 20% is under 10%, over 20 lists', () => {
-    let sumSquares = 0
-    let n = 0
+  test('ketama - 100k keys over 5 servers: each within +-10% of 20%, on 20 server lists', () => {
     for (let list = 0; list < 20; list++) {
-      const names = Array.from({ length: 5 }, (_, i) => `10.${list}.${i * 37}.${(list * 11 + i) % 256}:11211`)
-      for (const [, share] of shares(names, 20_000)) {
-        sumSquares += ((share - 0.2) / 0.2) ** 2
-        n++
+      const names =
+        list === 0 ? FIVE : Array.from({ length: 5 }, (_, i) => `10.${list}.${i * 37}.${(list * 11 + i) % 256}:${11211 + list}`)
+      for (const [name, share] of shares(names)) {
+        assert.ok(share >= 0.18 && share <= 0.22, `${name} has ${(share * 100).toFixed(2)}% of the keys`)
       }
     }
-    const rms = Math.sqrt(sumSquares / n)
-    assert.ok(rms < 0.1, `RMS relative deviation ${(rms * 100).toFixed(2)}%`)
   })
 
   test('ketama - removing a server moves only its keys, at most 25%', () => {

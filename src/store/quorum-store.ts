@@ -1,0 +1,249 @@
+/**
+ * Quorum mode (Redlock-style) over N independent memcached servers, for locks that must
+ * survive the loss of a minority of them. A lock is held when a majority granted it (the same
+ * owner token on each) and the time spent getting there still leaves validity; it is extended
+ * on a majority and released everywhere. A server that restarted recently does not vote: its
+ * uptime must exceed the longest lock TTL (the "delayed restart" rule), so it cannot grant a
+ * lock that a crashed-and-forgotten majority member still held.
+ *
+ * Fencing tokens: each key has a counter on every server. After a grant, the new holder reads
+ * the counters of the granting majority, takes the highest, and writes highest + 1 back to them
+ * (safe: it holds the lock). Any two majorities share a server, so the next holder reads a value
+ * at least as high and its token is strictly higher. The token is also never below the wall
+ * clock in microseconds, so after a restart that loses the counters of a majority, tokens stay
+ * monotonic unless clocks step back.
+ */
+import type { Connection } from '../client/connection.js'
+import type { ServerHealth } from '../client/client.js'
+import { InvalidArgumentError, LockUnavailableError } from '../errors.js'
+import {
+  monotonicClock,
+  type Clock,
+  type CreateOptions,
+  type CreateResult,
+  type Lease,
+  type LockInfo,
+  type LockStore,
+  type OwnerInfo,
+  type StoreLossReason,
+} from './lock-store.js'
+import { MemcachedStore } from './memcached-store.js'
+import { newToken } from './owner.js'
+import { resolveServers, type MemcachedStoreOptions } from './store-options.js'
+import { checkTtlMs } from './ttl.js'
+import { formatAddress } from '../client/server-address.js'
+
+/** memcached's uptime starts near 2 s and ticks once a second. */
+const RESTART_SLACK_MS = 3000
+
+class QuorumLease implements Lease {
+  constructor(
+    readonly key: string,
+    readonly token: string,
+    readonly fence: bigint,
+    readonly validUntil: number,
+    readonly server: string,
+    /** @internal The lease on each server that granted it. */
+    readonly parts: ReadonlyMap<MemcachedStore, Lease>,
+  ) {}
+}
+
+export type QuorumStoreOptions = Omit<MemcachedStoreOptions, 'client'>
+
+export class QuorumStore implements LockStore {
+  readonly clock: Clock
+  /** One store per server: each is an independent voter. */
+  readonly members: readonly MemcachedStore[]
+  /** Votes needed: a majority of the servers. */
+  readonly quorum: number
+  readonly #maxTtlMs: number
+  readonly #readyAt = new Map<Connection, number>()
+
+  constructor(options: QuorumStoreOptions = {}) {
+    const servers = resolveServers(options.servers)
+    if (servers.length < 3) {
+      throw new InvalidArgumentError(`quorum mode needs at least 3 independent servers (5 survive 2 failures), got ${servers.length}`)
+    }
+    this.clock = options.clock ?? monotonicClock
+    this.#maxTtlMs = options.maxTtlMs === undefined ? 60_000 : checkTtlMs(options.maxTtlMs, 'maxTtlMs')
+    this.members = servers.map((address) => {
+      const m = new MemcachedStore({ ...options, servers: [address], clock: this.clock })
+      m.client.on('ready', (conn: Connection) => this.#readyAt.set(conn, this.clock.now()))
+      return m
+    })
+    this.quorum = Math.floor(servers.length / 2) + 1
+    this.label = `quorum(${servers.map(formatAddress).join(',')})`
+  }
+
+  /** `quorum(host:port,...)`: what leases report as their server. */
+  readonly label: string
+
+  async create(key: string, ttlMs: number, owner: OwnerInfo, options?: CreateOptions): Promise<CreateResult> {
+    checkTtlMs(ttlMs)
+    const token = options?.token ?? newToken()
+    const results = await Promise.allSettled(this.members.map((m) => m.create(key, ttlMs, owner, { wantRemaining: options?.wantRemaining, token })))
+    const granted = new Map<MemcachedStore, Lease>()
+    const notVoting: [MemcachedStore, Lease][] = []
+    let errors = 0
+    let firstError: unknown
+    let remainingMs: number | undefined
+    results.forEach((r, i) => {
+      const m = this.members[i] as MemcachedStore
+      if (r.status === 'rejected') {
+        errors++
+        firstError ??= r.reason
+      } else if (r.value.acquired) {
+        if (this.#votes(m, ttlMs)) granted.set(m, r.value.lease)
+        else notVoting.push([m, r.value.lease])
+      } else if (r.value.remainingMs !== undefined) {
+        remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
+      }
+    })
+    // a server that restarted too recently must not hold a grant it cannot vote for
+    for (const [m, l] of notVoting) m.delete(l).catch(() => {})
+    const validUntil = Math.min(...[...granted.values()].map((l) => l.validUntil))
+    if (granted.size >= this.quorum && validUntil > this.clock.now()) {
+      let fence: bigint
+      try {
+        fence = await this.#nextFence(key, [...granted.keys()])
+      } catch (err) {
+        this.#releaseParts(granted)
+        throw err
+      }
+      return { acquired: true, lease: new QuorumLease(key, token, fence, validUntil, this.label, granted) }
+    }
+    this.#releaseParts(granted)
+    // not enough voting servers answered: a failure of the backend, not "held by someone else"
+    if (this.members.length - errors - notVoting.length < this.quorum) {
+      throw new LockUnavailableError(key, { cause: firstError })
+    }
+    return remainingMs === undefined ? { acquired: false } : { acquired: false, remainingMs }
+  }
+
+  async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {
+    checkTtlMs(ttlMs)
+    const l = this.#own(lease)
+    const parts = [...l.parts]
+    const results = await Promise.allSettled(parts.map(([m, p]) => m.extend(p, ttlMs)))
+    const kept = new Map<MemcachedStore, Lease>()
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled' && r.value) kept.set((parts[i] as [MemcachedStore, Lease])[0], r.value)
+    })
+    const validUntil = Math.min(...[...kept.values()].map((p) => p.validUntil))
+    if (kept.size >= this.quorum && validUntil > this.clock.now()) return new QuorumLease(l.key, l.token, l.fence, validUntil, l.server, kept)
+    const failures = results.filter((r) => r.status === 'rejected')
+    if (kept.size + failures.length >= this.quorum && failures.length > 0) {
+      // not refused by a majority, only unreachable: a backend failure (renewal retries until validity ends)
+      throw (failures[0] as PromiseRejectedResult).reason
+    }
+    this.#releaseParts(kept)
+    return null
+  }
+
+  async delete(lease: Lease): Promise<boolean> {
+    const l = this.#own(lease)
+    const results = await Promise.allSettled([...l.parts].map(([m, p]) => m.delete(p)))
+    const deleted = results.filter((r) => r.status === 'fulfilled' && r.value).length
+    if (deleted === 0 && results.every((r) => r.status === 'rejected')) throw (results[0] as PromiseRejectedResult).reason
+    return deleted >= this.quorum || (deleted > 0 && deleted === l.parts.size)
+  }
+
+  async inspect(key: string): Promise<LockInfo | null> {
+    const results = await Promise.allSettled(this.members.map((m) => m.inspect(key)))
+    const byToken = new Map<string, LockInfo[]>()
+    for (const r of results) if (r.status === 'fulfilled' && r.value) byToken.set(r.value.token, [...(byToken.get(r.value.token) ?? []), r.value])
+    for (const infos of byToken.values()) {
+      if (infos.length >= this.quorum) {
+        const first = infos[0] as LockInfo
+        const fence = await this.#readFence(key, this.members).catch(() => first.fence)
+        const remaining = infos.map((i) => i.remainingMs).filter((x): x is number => x !== null)
+        return { ...first, fence, remainingMs: remaining.length ? Math.min(...remaining) : null, server: this.label }
+      }
+    }
+    if (results.filter((r) => r.status === 'fulfilled').length < this.quorum) {
+      throw new LockUnavailableError(key, { cause: (results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined)?.reason })
+    }
+    return null
+  }
+
+  async forceDelete(key: string): Promise<boolean> {
+    const results = await Promise.allSettled(this.members.map((m) => m.forceDelete(key)))
+    return results.some((r) => r.status === 'fulfilled' && r.value)
+  }
+
+  watchLease(lease: Lease, onLost: (reason: StoreLossReason, cause?: Error) => void): () => void {
+    const l = this.#own(lease)
+    let alive = l.parts.size
+    let fired = false
+    const unsubs = [...l.parts].map(([m, p]) =>
+      m.watchLease(p, (reason, cause) => {
+        alive--
+        // a lease survives the loss of a minority of its servers
+        if (!fired && alive < this.quorum) {
+          fired = true
+          onLost(reason, cause)
+        }
+      }),
+    )
+    return () => {
+      for (const u of unsubs) u()
+    }
+  }
+
+  waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    const ac = new AbortController()
+    const combined = signal ? AbortSignal.any([signal, ac.signal]) : ac.signal
+    // the first push from any server wakes the waiter
+    return Promise.race(this.members.map((m) => m.waitForRelease(key, timeoutMs, combined))).finally(() => ac.abort())
+  }
+
+  contendedSince(key: string, since: number): boolean {
+    return this.members.some((m) => m.contendedSince(key, since))
+  }
+
+  health(): ServerHealth[] {
+    return this.members.flatMap((m) => m.health())
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.members.map((m) => m.close()))
+  }
+
+  /** Whether a server may vote now: up for longer than the longest lock TTL (plus the slack of memcached's coarse uptime). */
+  #votes(m: MemcachedStore, ttlMs: number): boolean {
+    const conn = m.client.connections[0] as Connection
+    const id = conn.identity
+    const readAt = this.#readyAt.get(conn)
+    if (!id || readAt === undefined) return false
+    const uptimeMs = id.uptime * 1000 + (this.clock.now() - readAt)
+    // memcached reports an uptime of about 2 s at start and counts whole seconds: allow 3 s on top of the TTL
+    return uptimeMs >= Math.max(this.#maxTtlMs, ttlMs) + RESTART_SLACK_MS
+  }
+
+  async #nextFence(key: string, granted: MemcachedStore[]): Promise<bigint> {
+    const highest = await this.#readFence(key, granted)
+    const floor = BigInt(Date.now()) * 1000n
+    const next = (highest >= floor ? highest : floor) + 1n
+    const writes = await Promise.allSettled(granted.map((m) => m.writeFenceCounter(key, next)))
+    if (writes.filter((w) => w.status === 'fulfilled').length < this.quorum) {
+      throw new LockUnavailableError(key, { cause: (writes.find((w) => w.status === 'rejected') as PromiseRejectedResult | undefined)?.reason })
+    }
+    return next
+  }
+
+  async #readFence(key: string, members: readonly MemcachedStore[]): Promise<bigint> {
+    const reads = await Promise.allSettled(members.map((m) => m.readFenceCounter(key)))
+    let highest = 0n
+    for (const r of reads) if (r.status === 'fulfilled' && r.value > highest) highest = r.value
+    return highest
+  }
+
+  #releaseParts(parts: ReadonlyMap<MemcachedStore, Lease>): void {
+    for (const [m, p] of parts) m.delete(p).catch(() => {})
+  }
+
+  #own(lease: Lease): QuorumLease {
+    if (!(lease instanceof QuorumLease)) throw new TypeError('lease was not created by this QuorumStore')
+    return lease
+  }
+}

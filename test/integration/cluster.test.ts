@@ -1,0 +1,257 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { after, before, describe, test } from 'node:test'
+import { encodeKey, Locks, LockUnavailableError, MemcachedClient, parseServerList, type LockHandle } from '../../src/index.js'
+import { MemcachedServer } from '../helpers/memcached-server.js'
+import { uniqueKey, sleep } from '../helpers/util.js'
+
+async function startServers(n: number): Promise<MemcachedServer[]> {
+  return Promise.all(Array.from({ length: n }, () => MemcachedServer.start({ args: ['-M'] })))
+}
+
+/** Waits until memcached's coarse uptime lets servers vote in quorum mode (maxTtlMs 1000 + 3 s of slack). */
+const VOTING_AGE_MS = 4200
+
+describe('sharded mode (3 servers)', () => {
+  let servers: MemcachedServer[]
+  before(async () => {
+    servers = await startServers(3)
+  })
+  after(async () => {
+    for (const s of servers ?? []) await s.stop()
+  })
+
+  test('sharded - killing one server fails only the keys it owned; no key moves to another server', async () => {
+    const locks = new Locks({ servers: servers.map((s) => s.address), connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
+    locks.on('renewal-error', () => {})
+    try {
+      const keys = Array.from({ length: 60 }, (_, i) => uniqueKey(`shard-${i}`))
+      const handles = new Map<string, LockHandle>()
+      const owner = new Map<string, string>()
+      for (const k of keys) {
+        handles.set(k, await locks.mutex(k, { ttlMs: 5000 }).acquire())
+        owner.set(k, (await locks.inspect(k))!.server)
+      }
+      const byServer = new Set(owner.values())
+      assert.equal(byServer.size, 3, 'keys are spread over every server')
+      const victim = servers[1] as MemcachedServer
+      const lostKeys = new Set<string>()
+      locks.on('lost', (k: string) => lostKeys.add(k))
+      await victim.kill()
+      await sleep(100)
+      for (const k of keys) {
+        const onVictim = owner.get(k) === victim.address
+        const h = handles.get(k) as LockHandle
+        if (onVictim) {
+          assert.equal(h.state, 'lost', `${k}: its lease on the killed server is reported lost`)
+          assert.ok(lostKeys.has(k))
+          // never re-mapped: acquiring it again fails instead of landing on a live server
+          await assert.rejects(locks.mutex(k).acquire({ waitMs: 200 }), LockUnavailableError)
+          await assert.rejects(locks.inspect(k))
+        } else {
+          assert.equal(h.state, 'held', `${k} on a live server is unaffected`)
+          assert.equal(await locks.mutex(k).tryAcquire(), null, `${k} still has exactly one owner`)
+          assert.equal(await h.release(), true)
+        }
+      }
+      const health = locks.health()
+      assert.equal(health.find((s) => s.server === victim.address)?.state, 'down')
+      assert.equal(health.filter((s) => s.state === 'ready').length, 2)
+      await victim.restart()
+    } finally {
+      await locks.close()
+    }
+  })
+
+  test('sharded - 100k keys over 5 servers: each within +-10% of even; removing one moves <= 25%', async () => {
+    const five = ['127.0.0.1:21001', '127.0.0.1:21002', '127.0.0.1:21003', '127.0.0.1:21004', '127.0.0.1:21005']
+    const a = new MemcachedClient({ servers: parseServerList(five) })
+    const b = new MemcachedClient({ servers: parseServerList(five.slice(0, 4)) })
+    const counts = new Map<string, number>()
+    let moved = 0
+    for (let i = 0; i < 100_000; i++) {
+      const k = encodeKey('lock:', `order-${i}`)
+      const s1 = a.connectionFor(k).name
+      counts.set(s1, (counts.get(s1) ?? 0) + 1)
+      if (b.connectionFor(k).name !== s1) moved++
+    }
+    for (const [server, n] of counts) assert.ok(n >= 18_000 && n <= 22_000, `${server} got ${n} of 100000 keys`)
+    assert.ok(moved <= 25_000, `${moved} keys moved`)
+    assert.equal(moved, counts.get(five[4] as string), 'only the removed server\'s keys moved')
+    await a.close()
+    await b.close()
+  })
+})
+
+describe('quorum mode', () => {
+  test('quorum (5 servers) - losing a minority keeps every lock safe and usable', async () => {
+    const servers = await startServers(5)
+    await sleep(VOTING_AGE_MS)
+    const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
+    locks.on('renewal-error', () => {})
+    try {
+      const k = uniqueKey('q5')
+      const h = await locks.mutex(k, { ttlMs: 1000, autoRenew: true }).acquire()
+      await servers[0]!.kill()
+      await servers[3]!.kill()
+      await sleep(100)
+      assert.equal(h.state, 'held', 'a lease on 5 survives the loss of 2')
+      await h.extend()
+      assert.equal(await locks.mutex(k).tryAcquire(), null, 'still exclusive with 3 of 5')
+      const info = await locks.inspect(k)
+      assert.equal(info?.token, h.lease?.token)
+      assert.equal(await h.release(), true)
+      const h2 = await locks.mutex(k).acquire()
+      assert.ok(h2.fencingToken > h.fencingToken, 'fencing tokens keep increasing')
+      await h2.release()
+      await servers[1]!.kill()
+      await assert.rejects(locks.mutex(k).acquire({ waitMs: 300 }), LockUnavailableError, 'no majority: fail, never grant')
+    } finally {
+      await locks.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
+  test('quorum (3 servers) - a restarted server does not vote until its uptime passes the TTL', async () => {
+    const servers = await startServers(3)
+    await sleep(VOTING_AGE_MS)
+    const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
+    try {
+      const k = uniqueKey('q3')
+      const h = await locks.mutex(k, { ttlMs: 1000 }).acquire()
+      assert.equal(await h.release(), true)
+      await servers[0]!.restart()
+      await servers[1]!.kill()
+      await sleep(200)
+      // voters: servers[2] only (servers[0] is too young): no majority
+      await assert.rejects(locks.mutex(k).acquire({ waitMs: 300 }), LockUnavailableError)
+      assert.equal((await Promise.all(servers.map((s) => rawHas(s, k)))).filter(Boolean).length, 0, 'no partial grant left behind')
+      await sleep(VOTING_AGE_MS)
+      const h2 = await locks.mutex(k).acquire({ waitMs: 2000 })
+      assert.ok(h2.fencingToken > h.fencingToken)
+      await h2.release()
+    } finally {
+      await locks.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
+  test('quorum - fewer than 3 servers is refused', () => {
+    assert.throws(() => new Locks({ servers: ['127.0.0.1:1', '127.0.0.1:2'], quorum: true }), /at least 3 independent servers/)
+  })
+})
+
+async function rawHas(server: MemcachedServer, key: string): Promise<boolean> {
+  if (!server.running) return false
+  const c = new MemcachedClient({ servers: parseServerList(server.address) })
+  try {
+    const k = encodeKey('lock:', key)
+    return (await c.connectionFor(k).metaGet(k, [])).status !== 'EN'
+  } finally {
+    await c.close()
+  }
+}
+
+interface Hold {
+  key: string
+  start: number
+  end: number
+  fence: string
+  ended: string
+  signalled: boolean
+}
+
+async function runWorkers(n: number, env: Record<string, string>): Promise<{ holds: Hold[]; errors: Record<string, number> }> {
+  const outs = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<string>((resolve, reject) => {
+          const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/cluster-worker.ts'], {
+            env: { ...process.env, ...env },
+            stdio: ['ignore', 'pipe', 'inherit'],
+          })
+          let out = ''
+          child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+          const timer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+          child.on('exit', (code) => {
+            clearTimeout(timer)
+            if (code === 0) resolve(out)
+            else reject(new Error(`cluster worker exited with ${code}`))
+          })
+        }),
+    ),
+  )
+  const holds: Hold[] = []
+  const errors: Record<string, number> = {}
+  for (const o of outs) {
+    const r = JSON.parse(o) as { holds: Hold[]; errors: Record<string, number> }
+    holds.push(...r.holds)
+    for (const [code, count] of Object.entries(r.errors)) errors[code] = (errors[code] ?? 0) + count
+  }
+  return { holds, errors }
+}
+
+function checkHistory(holds: Hold[], fencesMonotonic: boolean): string[] {
+  const problems: string[] = []
+  const byKey = new Map<string, Hold[]>()
+  for (const h of holds) byKey.set(h.key, [...(byKey.get(h.key) ?? []), h])
+  for (const [key, list] of byKey) {
+    list.sort((a, b) => a.start - b.start)
+    let maxEnd = -Infinity
+    let prev: Hold | null = null
+    for (const h of list) {
+      if (h.start < maxEnd) problems.push(`${key}: a hold starting at ${h.start} overlaps one valid until ${maxEnd}`)
+      if (fencesMonotonic && prev && BigInt(h.fence) <= BigInt(prev.fence)) problems.push(`${key}: fence ${h.fence} after ${prev.fence}`)
+      if (h.ended !== 'released' && !h.signalled) problems.push(`${key}: a lease ended (${h.ended}) without a loss signal`)
+      maxEnd = Math.max(maxEnd, h.end)
+      prev = h
+    }
+  }
+  return problems
+}
+
+describe('cluster safety under random kills and restarts', () => {
+  for (const mode of ['sharded', 'quorum'] as const) {
+    test(`cluster safety - ${mode}: 3 processes, random server kills and restarts, zero overlaps among valid holders`, async () => {
+      const seed = Number(process.env.CLUSTER_SEED ?? Date.now() % 100_000)
+      let state = seed
+      const rand = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
+      console.log(`cluster safety ${mode} seed=${seed} (replay with CLUSTER_SEED=${seed})`)
+      const servers = await startServers(mode === 'quorum' ? 5 : 3)
+      if (mode === 'quorum') await sleep(VOTING_AGE_MS)
+      const keys = Array.from({ length: 4 }, (_, i) => uniqueKey(`safe-${mode}-${i}`))
+      const work = runWorkers(3, {
+        CW_SERVERS: servers.map((s) => s.address).join(','),
+        CW_QUORUM: mode === 'quorum' ? '1' : '0',
+        CW_KEYS: keys.join(','),
+        CW_DURATION_MS: '9000',
+        CW_TTL_MS: '1000',
+        CW_MAX_TTL_MS: '1000',
+      })
+      let faults = 0
+      try {
+        // one fault every ~1.5 s: kill a random server, bring it back 300-800 ms later
+        const end = performance.now() + 8000
+        await sleep(800)
+        while (performance.now() < end) {
+          const victim = servers[Math.floor(rand() * servers.length)] as MemcachedServer
+          await victim.kill()
+          faults++
+          await sleep(300 + rand() * 500)
+          await victim.restart()
+          await sleep(700 + rand() * 500)
+        }
+        const { holds, errors } = await work
+        const problems = checkHistory(holds, true)
+        console.log(`cluster safety ${mode}: ${holds.length} holds, ${faults} kills, errors ${JSON.stringify(errors)}, violations ${problems.length}`)
+        assert.deepEqual(problems, [])
+        assert.ok(holds.length > 20, `work got done between the faults (${holds.length} holds)`)
+        assert.ok(holds.some((h) => h.ended !== 'released') || faults > 0)
+      } finally {
+        await work.catch(() => {})
+        for (const s of servers) await s.stop()
+      }
+    })
+  }
+})
