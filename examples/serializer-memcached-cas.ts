@@ -7,6 +7,7 @@
  *
  *   MEMCACHED_SERVERS=127.0.0.1:11211 npx tsx examples/serializer-memcached-cas.ts
  */
+import { randomUUID } from 'node:crypto'
 import { encodeKey, Locks, MemcachedClient, parseServerList } from 'memcached-lock'
 
 class CasConflict extends Error {}
@@ -25,13 +26,16 @@ export async function main(options: { servers?: string; workers?: number; update
   const workMs = options.workMs ?? 3
   const client = new MemcachedClient({ servers: parseServerList(servers) })
   const locks = new Locks({ servers, prefix: 'example-lock:' })
-  const key = encodeKey('example:', `counter-${process.pid}-${Date.now()}`)
+  // unique per run, so that runs sharing a server (or a process) never share a counter
+  const name = `counter-${randomUUID()}`
+  const key = encodeKey('example:', name)
   const conn = client.connectionFor(key)
 
   // one optimistic read-modify-write of the counter
   const increment = async (): Promise<void> => {
     const got = await conn.metaGet(key, ['v', 'c'])
-    const value = Number(got.value?.toString() ?? '0')
+    if (got.status !== 'VA') throw new Error(`counter ${name} is missing (${got.status})`)
+    const value = Number((got.value as Buffer).toString())
     await new Promise((r) => setTimeout(r, workMs)) // the expensive part
     const put = await conn.metaSet(key, String(value + 1), ['C' + got.flags.c])
     if (put.status !== 'HD') throw new CasConflict(`counter changed since it was read (${put.status})`)
@@ -60,7 +64,7 @@ export async function main(options: { servers?: string; workers?: number; update
   const serializer = locks.serializer({ isConflict: (e) => e instanceof CasConflict })
   await Promise.all(
     Array.from({ length: workers }, async () => {
-      for (let i = 0; i < updates; i++) await serializer.run('counter', increment)
+      for (let i = 0; i < updates; i++) await serializer.run(name, increment)
     }),
   )
   const final = Number((await conn.metaGet(key, ['v'])).value?.toString())

@@ -39,9 +39,22 @@ export async function startLocalMemcached(bin: string, extraArgs: readonly strin
   const killOnExit = (): void => {
     child.kill('SIGKILL')
   }
-  process.once('exit', killOnExit)
-  const stop = async (): Promise<void> => {
+  // 'exit' does not fire when a signal ends the process (kill, Ctrl-C of the parent alone):
+  // stop the server, then let the signal end the process as it would have
+  const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const
+  const onSignal = (signal: NodeJS.Signals): void => {
+    unhook()
+    killOnExit()
+    process.kill(process.pid, signal)
+  }
+  const unhook = (): void => {
     process.off('exit', killOnExit)
+    for (const s of SIGNALS) process.off(s, onSignal)
+  }
+  process.once('exit', killOnExit)
+  for (const s of SIGNALS) process.once(s, onSignal)
+  const stop = async (): Promise<void> => {
+    unhook()
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL')
       await exited

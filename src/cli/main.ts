@@ -51,10 +51,16 @@ export function version(): string {
 /** Runs the CLI; resolves with the exit code. Never throws for bad usage. */
 export async function main(argv: readonly string[], io: Io & { stdin: NodeJS.ReadableStream } = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env }): Promise<number> {
   const [command, ...rest] = argv
-  if (command === undefined || command === '-h' || command === '--help' || command === 'help') {
+  if (command === undefined) {
+    // bad usage like any other: a one-line error, then the usage, on stderr
+    eprintln(io, 'memcached-lock: a command is needed')
+    eprintln(io, HELP)
+    return EXIT.USAGE
+  }
+  if (command === '-h' || command === '--help' || command === 'help') {
     if (command === 'help' && rest[0] && COMMANDS[rest[0]]) println(io, (COMMANDS[rest[0]] as { help: string }).help)
     else println(io, HELP)
-    return command === undefined ? EXIT.USAGE : EXIT.OK
+    return EXIT.OK
   }
   if (command === '-V' || command === '--version') {
     println(io, version())
@@ -63,6 +69,7 @@ export async function main(argv: readonly string[], io: Io & { stdin: NodeJS.Rea
   const cmd = COMMANDS[command]
   if (!cmd) {
     eprintln(io, `memcached-lock: unknown command ${JSON.stringify(command)}`)
+    eprintln(io, HELP.split('\n')[0] as string)
     eprintln(io, 'Run "memcached-lock --help" for the commands.')
     return EXIT.USAGE
   }

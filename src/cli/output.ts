@@ -1,4 +1,4 @@
-/** Terminal output: colour only on a TTY without NO_COLOR; JSON for scripts. */
+/** Terminal output: colour only on a TTY without NO_COLOR (set and non-empty, per no-color.org); JSON for scripts. */
 import type { Writable } from 'node:stream'
 
 export interface Io {
@@ -8,7 +8,7 @@ export interface Io {
 }
 
 export function useColour(io: Io, stream: 'stdout' | 'stderr' = 'stdout'): boolean {
-  return Boolean(io[stream].isTTY) && io.env.NO_COLOR === undefined && io.env.TERM !== 'dumb'
+  return Boolean(io[stream].isTTY) && !io.env.NO_COLOR && io.env.TERM !== 'dumb'
 }
 
 export function paint(io: Io, code: 'red' | 'green' | 'yellow' | 'bold' | 'dim', text: string, stream: 'stdout' | 'stderr' = 'stdout'): string {

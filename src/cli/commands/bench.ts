@@ -19,11 +19,12 @@ Options:
       --json                machine-readable output
   -h, --help
 
-Example:
-  npx memcached-lock bench --rounds 5`
+Examples:
+  npx memcached-lock bench
+  npx memcached-lock bench --rounds 5 --json`
 
 export async function benchCommand(argv: readonly string[], io: Io): Promise<number> {
-  const { flags, positionals } = parseArgs(argv, {
+  const { flags, positionals, rest } = parseArgs(argv, {
     rounds: { type: 'integer' },
     cycles: { type: 'integer' },
     json: { type: 'boolean' },
@@ -33,7 +34,7 @@ export async function benchCommand(argv: readonly string[], io: Io): Promise<num
     println(io, BENCH_HELP)
     return EXIT.OK
   }
-  if (positionals.length > 0) throw new UsageError('bench takes no arguments')
+  if (positionals.length > 0 || rest !== null) throw new UsageError('bench takes no arguments')
   const rounds = (flags.rounds as number | undefined) ?? 3
   const cycles = (flags.cycles as number | undefined) ?? 3000
   if (rounds < 1 || rounds > 50 || cycles < 10 || cycles > 1_000_000) throw new UsageError('--rounds must be 1-50 and --cycles 10-1000000')

@@ -16,7 +16,8 @@ Options:
       --ttl <duration>      lease length, renewed while the command runs     default 30s
       --wait <duration>     longest wait for the lock                          default 60s
       --no-wait             one attempt: exit ${EXIT.BUSY} at once if the lock is taken
-      --no-renew            do not renew (the lock ends after --ttl even if the command runs on)
+      --no-renew            do not renew: the lock ends after --ttl, and that counts as lost
+                            (--on-lost applies: TERM by default, keep to let the command run on)
       --on-lost <action>    when the lock is lost: TERM (default), KILL, or keep (warn only)
       --label <text>        stored with the lock, shown by "status"
 ${CONNECTION_HELP}
@@ -47,8 +48,10 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
     println(io, RUN_HELP)
     return EXIT.OK
   }
-  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'run needs a lock key' : `run takes one key, got ${positionals.join(' ')}`)
+  if (positionals.length === 0) throw new UsageError('run needs a lock key')
+  // checked before the key count: `run mykey ./job.sh` is a missing "--", not two keys
   if (rest === null) throw new UsageError('run needs "--" before the command, e.g. memcached-lock run mykey -- ./job.sh')
+  if (positionals.length !== 1) throw new UsageError(`run takes one key, got ${positionals.join(' ')}`)
   if (rest.length === 0) throw new UsageError('run needs a command after "--"')
   const key = positionals[0] as string
   const ttlMs = (flags.ttl as number | undefined) ?? 30_000
@@ -97,8 +100,11 @@ export async function runCommand(argv: readonly string[], io: Io): Promise<numbe
   let lost = false
   handle.onLost((error) => {
     lost = true
-    eprintln(io, paint(io, 'red', `memcached-lock: lock "${key}" was lost (${error.reason})${onLost === 'KEEP' ? '; the command keeps running without it' : `; sending SIG${onLost} to the command`}`, 'stderr'))
-    if (onLost !== 'KEEP') child.kill(`SIG${onLost}` as NodeJS.Signals)
+    // a loss found only by the final release (e.g. after "release --force") comes when the command is gone
+    const exited = child.exitCode !== null || child.signalCode !== null
+    const what = exited ? '; the command had already exited' : onLost === 'KEEP' ? '; the command keeps running without it' : `; sending SIG${onLost} to the command`
+    eprintln(io, paint(io, 'red', `memcached-lock: lock "${key}" was lost (${error.reason})${what}`, 'stderr'))
+    if (onLost !== 'KEEP' && !exited) child.kill(`SIG${onLost}` as NodeJS.Signals)
   })
   const code = await new Promise<number>((resolve) => {
     child.once('error', (err) => {

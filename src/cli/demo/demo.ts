@@ -8,7 +8,7 @@ import { fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { Locks, MemoryStore } from '../../index.js'
 import { parseArgs, UsageError } from '../args.js'
-import { EXIT } from '../common.js'
+import { EXIT, describeError, isUnavailable } from '../common.js'
 import { findMemcached, startLocalMemcached, type LocalMemcached } from '../local-memcached.js'
 import { eprintln, paint, println, table, toJson, type Io } from '../output.js'
 import { MemcachedHotObject, MemoryHotObject, type OptimisticStore } from './hot-object.js'
@@ -33,6 +33,9 @@ Options:
 
 Backend: MEMCACHED_SERVERS if set; otherwise a private memcached started from PATH (or
 MEMCACHED_BIN) on a free port and stopped afterwards; otherwise the in-process memory store.
+
+Exit codes: 0 both final values right; ${EXIT.UNAVAILABLE} MEMCACHED_SERVERS unreachable; ${EXIT.USAGE} bad usage;
+${EXIT.SOFTWARE} a final value was wrong (a bug: please report).
 
 Examples:
   npx memcached-lock demo
@@ -110,6 +113,11 @@ export async function demoCommand(argv: readonly string[], io: Io): Promise<numb
     for (const mode of ['optimistic', 'serialized'] as const) {
       results.push(await runPhase(io, json, { ...cfgBase, mode }, writers))
     }
+  } catch (err) {
+    // an unreachable MEMCACHED_SERVERS is the user's setup, not a bug (exit 70)
+    if (!isUnavailable(err)) throw err
+    eprintln(io, `memcached-lock demo: ${describeError(err)}`)
+    return EXIT.UNAVAILABLE
   } finally {
     await local?.stop()
   }
