@@ -55,6 +55,7 @@ export interface DecoderLimits {
 
 const LF = 0x0a
 const CR = 0x0d
+const SP = 0x20
 const WORDS = new Set(['STORED', 'NOT_STORED', 'OK', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'RESET'])
 const NO_VALUE_STATUSES = new Set(['HD', 'EN', 'NS', 'EX', 'NF', 'MN'])
 
@@ -113,6 +114,10 @@ export class ReplyDecoder {
     }
     if (lf - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
     if (lf === start || buf[lf - 1] !== CR) throw new ProtocolError(`reply line not ended by CRLF: ${show(buf, start, lf)}`)
+    if (this.#stats === null) {
+      const fast = this.#meta(buf, start, lf)
+      if (fast !== null) return fast
+    }
     const line = buf.toString('latin1', start, lf - 1)
 
     if (this.#stats !== null) {
@@ -164,11 +169,88 @@ export class ReplyDecoder {
     throw new ProtocolError(`unexpected reply line: ${clip(line)}`)
   }
 
+  /**
+   * The hot path: a meta reply (`HD`, `VA <len>`, `NS`...) parsed from the bytes without building
+   * the line as a string. Returns null when the line is not a meta reply (the general path decides),
+   * undefined when a `VA` value is still incomplete.
+   */
+  #meta(buf: Buffer, start: number, lf: number): MetaReply | undefined | null {
+    const end = lf - 1 // the CR
+    if (end - start < 2) return null
+    const after = start + 2 === end ? CR : buf[start + 2]
+    if (after !== SP && after !== CR) return null
+    const status = metaStatus(buf[start] as number, buf[start + 1] as number)
+    if (status === null) return null
+    if (status !== 'VA') {
+      const flags = parseFlagBytes(buf, start + 2, end)
+      this.#pos = lf + 1
+      return { kind: 'meta', status, flags }
+    }
+    let i = start + 3
+    let len = 0
+    const digitsFrom = i
+    while (i < end && (buf[i] as number) >= 0x30 && (buf[i] as number) <= 0x39) len = len * 10 + ((buf[i++] as number) - 0x30)
+    if (i === digitsFrom || i - digitsFrom > 10 || (i < end && buf[i] !== SP)) {
+      throw new ProtocolError(`bad VA length: ${show(buf, start, end)}`)
+    }
+    if (len > this.#maxValue) throw new ProtocolError(`value of ${len} bytes is larger than the ${this.#maxValue}-byte limit`)
+    const dataStart = lf + 1
+    const dataEnd = dataStart + len
+    if (buf.length < dataEnd + 2) return undefined
+    if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
+    const flags = parseFlagBytes(buf, i, end)
+    // a copy: the caller may reuse its chunk, and a view would keep the whole chunk alive
+    const value = Buffer.from(buf.subarray(dataStart, dataEnd))
+    this.#pos = dataEnd + 2
+    return { kind: 'meta', status: 'VA', flags, value }
+  }
+
   #addStat(line: string): void {
     const m = /^STAT (\S+)(?: (.*))?$/.exec(line)
     if (!m) throw new ProtocolError(`bad STAT line: ${clip(line)}`)
     ;(this.#stats as Record<string, string>)[m[1] as string] = m[2] ?? ''
   }
+}
+
+function metaStatus(a: number, b: number): MetaStatus | null {
+  switch ((a << 8) | b) {
+    case 0x4844:
+      return 'HD'
+    case 0x5641:
+      return 'VA'
+    case 0x454e:
+      return 'EN'
+    case 0x4e53:
+      return 'NS'
+    case 0x4558:
+      return 'EX'
+    case 0x4e46:
+      return 'NF'
+    case 0x4d4e:
+      return 'MN'
+    default:
+      return null
+  }
+}
+
+/** Flags ` c12 t30 O7 b` between `from` (a space, or `end`) and `end` (the CR). */
+function parseFlagBytes(buf: Buffer, from: number, end: number): MetaFlags {
+  const flags: MetaFlags = {}
+  let i = from
+  while (i < end) {
+    if (buf[i] !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${show(buf, from, end)}`)
+    const letter = buf[++i] as number
+    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw new ProtocolError(`bad flag in reply: ${show(buf, from, end)}`)
+    let j = i + 1
+    while (j < end && buf[j] !== SP) {
+      const d = buf[j] as number
+      if (d <= 0x20 || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${show(buf, from, end)}`)
+      j++
+    }
+    flags[String.fromCharCode(letter)] = j === i + 1 ? '' : buf.toString('latin1', i + 1, j)
+    i = j
+  }
+  return flags
 }
 
 function parseFlags(tokens: string[], from: number, line: string): MetaFlags {
