@@ -32,7 +32,13 @@ export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOp
   return decorateWith((method) => {
     const cache = new WeakMap<Locks, (...args: A) => Promise<unknown>>()
     return function (this: unknown, ...args: A): Promise<unknown> {
-      const locks = source instanceof Locks ? source : source(this)
+      let locks: unknown
+      try {
+        locks = source instanceof Locks ? source : source(this)
+      } catch (err) {
+        // the method returns a promise: it rejects, never throws
+        return Promise.reject(err)
+      }
       if (!(locks instanceof Locks)) {
         return Promise.reject(new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`))
       }
