@@ -115,6 +115,8 @@ export class Connection extends EventEmitter {
   #identity: ServerIdentity | null = null
   #lastError: Error | null = null
   #connectPromise: Promise<void> | null = null
+  /** When the connection last broke or a connect attempt failed (performance.now). */
+  #failedAt = -Infinity
 
   constructor(address: ServerAddress, options: ConnectionOptions = {}) {
     super()
@@ -243,7 +245,13 @@ export class Connection extends EventEmitter {
           reject(new ClosedError(`connection to ${this.name} is closed`))
           return
         case 'down':
-          // fail fast while the server is known to be down: a lock must not wait on a dead server
+          // probe on demand (at most once per reconnectMinDelayMs), so a server that is back is
+          // used at once rather than after the backoff; otherwise fail fast: a lock must not wait on a dead server
+          if (!this.#connectPromise && performance.now() - this.#failedAt >= this.#opts.reconnectMinDelayMs) {
+            this.#waiting.push({ text, pending })
+            this.connect().catch(() => {})
+            return
+          }
           reject(
             new ConnectionError(`memcached server ${this.name} is down (reconnecting)`, this.name, {
               cause: this.#lastError ?? undefined,
@@ -427,6 +435,7 @@ export class Connection extends EventEmitter {
 
   #connectFailed(err: MemcachedLockError): void {
     this.#lastError = err
+    this.#failedAt = performance.now()
     if (this.#state === 'closed') return
     const waiting = this.#waiting
     this.#waiting = []
@@ -533,6 +542,7 @@ export class Connection extends EventEmitter {
         ? cause
         : new ConnectionClosedError(`connection to memcached at ${this.name} broke: ${cause.message}`, this.name, { cause })
     this.#lastError = err
+    this.#failedAt = performance.now()
     this.#failInflight(err)
     if (this.#state === 'closed') return
     if (wasReady) {

@@ -43,7 +43,7 @@ export class ReleaseWatcher {
 
   /** Resolves when `key` is released (as seen in the stream), after `timeoutMs`, or when `signal` aborts. */
   wait(key: WireKey, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-    if (this.#closed) return sleep(timeoutMs, signal)
+    if (this.#closed || signal?.aborted) return sleep(signal?.aborted ? 0 : timeoutMs, signal)
     this.#ensureOpen()
     const id = decodeWireKey(key.wire, key.base64).toString('latin1')
     return new Promise<void>((resolve) => {

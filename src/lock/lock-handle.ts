@@ -99,9 +99,10 @@ export class LockHandle implements AsyncDisposable {
     return this.#lostError
   }
 
-  /** True while the lease is held and, by this client's conservative clock, still valid. */
+  /** True while the lease is held and, by this client's conservative clock, still valid (false for an unlocked handle). */
   get isHeld(): boolean {
-    if (this.#state !== 'held' || !this.#lease || !this.#store) return this.#state === 'held' && !this.locked
+    // an unlocked handle (onUnavailable: 'proceed') holds nothing
+    if (this.#state !== 'held' || !this.#lease || !this.#store) return false
     return this.#store.clock.now() < this.#lease.validUntil
   }
 

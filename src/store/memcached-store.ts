@@ -198,10 +198,13 @@ export class MemcachedStore implements LockStore {
     const cas = await this.#currentCas(l)
     if (cas === null) return null
     const start = this.clock.now()
-    const reply = await st.conn.metaSet(st.wire, st.value, ['T' + serverTtlSeconds(ttlMs), 'C' + cas, 'c'])
+    // every write changes the CAS: from the first extension on, the value carries the acquire fence for inspect()
+    const value = st.value.includes('"fence":') ? st.value : withFence(st.value, l.fence)
+    const reply = await st.conn.metaSet(st.wire, value, ['T' + serverTtlSeconds(ttlMs), 'C' + cas, 'c'])
     if (reply.status === 'HD') {
       return new MemcachedLease(l.key, l.token, l.fence, start + ttlMs - driftMs(ttlMs), l.server, {
         ...st,
+        value,
         cas: reply.flags.c as string,
         generation: st.conn.generation,
       })
@@ -230,7 +233,7 @@ export class MemcachedStore implements LockStore {
     const reply = await conn.metaGet(wire, ['v', 'c', 't'])
     if (reply.status === 'EN') return null
     if (reply.status !== 'VA') throw unexpected(conn, 'mg', reply)
-    const { token, owner } = parseValue(reply.value as Buffer)
+    const { token, owner, fence } = parseValue(reply.value as Buffer)
     const t = Number(reply.flags.t)
     const id = conn.identity as ServerIdentity
     return {
@@ -238,7 +241,8 @@ export class MemcachedStore implements LockStore {
       token,
       owner,
       remainingMs: t < 0 ? null : t * 1000,
-      fence: makeFence(id.bootEpoch, BigInt(reply.flags.c ?? '0')),
+      // never extended: the item's CAS is still the acquire CAS
+      fence: fence ?? makeFence(id.bootEpoch, BigInt(reply.flags.c ?? '0')),
       server: conn.name,
     }
   }
@@ -385,18 +389,35 @@ export function evictionRisk(settings: Readonly<Record<string, string>>, ttlSeco
   )
 }
 
-function parseValue(value: Buffer): { token: string; owner: OwnerInfo | null } {
+/** The stored value: `<token> <owner JSON>`; the JSON gains `"fence"` at the first extension. */
+function parseValue(value: Buffer): { token: string; owner: OwnerInfo | null; fence: bigint | null } {
   const text = value.toString('utf8')
   const sp = text.indexOf(' ')
-  if (sp === -1) return { token: text, owner: null }
+  if (sp === -1) return { token: text, owner: null, fence: null }
   let owner: OwnerInfo | null = null
+  let fence: bigint | null = null
   try {
     const o = JSON.parse(text.slice(sp + 1)) as unknown
-    if (o && typeof o === 'object') owner = o as OwnerInfo
+    if (o && typeof o === 'object') {
+      const { fence: f, ...rest } = o as OwnerInfo & { fence?: unknown }
+      owner = rest
+      if (typeof f === 'string' && /^\d{1,40}$/.test(f)) fence = BigInt(f)
+    }
   } catch {
     owner = null
   }
-  return { token: text.slice(0, sp), owner }
+  return { token: text.slice(0, sp), owner, fence }
+}
+
+function withFence(value: string, fence: bigint): string {
+  const sp = value.indexOf(' ')
+  let owner: Record<string, unknown> = {}
+  try {
+    owner = JSON.parse(value.slice(sp + 1)) as Record<string, unknown>
+  } catch {
+    owner = {}
+  }
+  return value.slice(0, sp) + ' ' + JSON.stringify({ ...owner, fence: fence.toString() })
 }
 
 function unexpected(conn: Connection, what: string, reply: MetaReply): ProtocolError {
