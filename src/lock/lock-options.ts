@@ -6,7 +6,7 @@ import { checkTtlMs } from '../store/ttl.js'
 export type UnavailablePolicy =
   /** Throw {@link LockUnavailableError} (the default: mutual exclusion first). */
   | 'fail'
-  /** Run the protected code without the lock, and say so (`unlocked` event, `handle.locked === false`). Scoped forms only. */
+  /** Run the protected code without the lock, and say so (`unlocked` event, `handle.locked === false`, `isHeld` false). */
   | 'proceed'
 
 /** Options of one acquisition. Times in milliseconds. */

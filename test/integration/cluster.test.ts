@@ -87,7 +87,7 @@ describe('quorum mode', () => {
   test('quorum (5 servers) - losing a minority keeps every lock safe and usable', async () => {
     const servers = await startServers(5)
     await sleep(VOTING_AGE_MS)
-    const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
+    const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 2000, requestTimeoutMs: 1500, onWarning: () => {} })
     locks.on('renewal-error', () => {})
     try {
       const k = uniqueKey('q5')
@@ -115,7 +115,7 @@ describe('quorum mode', () => {
   test('quorum (3 servers) - a restarted server does not vote until its uptime passes the TTL', async () => {
     const servers = await startServers(3)
     await sleep(VOTING_AGE_MS)
-    const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
+    const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 2000, requestTimeoutMs: 1500, onWarning: () => {} })
     try {
       const k = uniqueKey('q3')
       const h = await locks.mutex(k, { ttlMs: 1000 }).acquire()
