@@ -7,6 +7,7 @@
  */
 import { LockLostError, LockNotHeldError, type LockLostReason } from '../errors.js'
 import type { Lease, LockStore } from '../store/lock-store.js'
+import type { TimerWheel, WheelJob } from './timer-wheel.js'
 
 /** What a handle tells its owner (the lock factory) about its life. */
 export interface HandleHooks {
@@ -22,6 +23,8 @@ export interface HandleConfig {
   readonly ttlMs: number
   readonly autoRenew: boolean
   readonly renewAt: number
+  /** Shared timers of the factory (on the store's clock). */
+  readonly wheel: TimerWheel
 }
 
 type HandleState = 'held' | 'released' | 'lost'
@@ -55,8 +58,9 @@ export class LockHandle implements AsyncDisposable {
   #lease: Lease | null
   #state: HandleState = 'held'
   #op: Promise<unknown> = Promise.resolve()
-  #renewTimer: NodeJS.Timeout | null = null
-  #expiryTimer: NodeJS.Timeout | null = null
+  readonly #renewJob: WheelJob = { bucket: NaN, run: () => this.#renew() }
+  readonly #expiryJob: WheelJob = { bucket: NaN, run: () => this.#onExpiry() }
+  #exactTimer: NodeJS.Timeout | null = null
   #unwatch: (() => void) | null = null
   #lastRenewalError: unknown = undefined
   #lostListeners: ((error: LockLostError) => void)[] = []
@@ -189,7 +193,8 @@ export class LockHandle implements AsyncDisposable {
     let contended = false
     try {
       const probe = wasLost ? null : (this.#hooks.onReleasing?.(this) ?? null)
-      ;[deleted, contended] = await Promise.all([(this.#store as LockStore).delete(lease), probe?.catch(() => false) ?? false])
+      if (probe) [deleted, contended] = await Promise.all([(this.#store as LockStore).delete(lease), probe.catch(() => false)])
+      else deleted = await (this.#store as LockStore).delete(lease)
     } catch (err) {
       // the server could not be told; the lease ends by its TTL, but this handle is done either way
       this.#hooks.onReleased(this, false, false)
@@ -235,28 +240,24 @@ export class LockHandle implements AsyncDisposable {
   #schedule(ttlMs = this.#config.ttlMs): void {
     this.#stopTimers()
     const lease = this.#lease as Lease
-    const store = this.#store as LockStore
-    const remaining = lease.validUntil - store.clock.now()
-    this.#expiryTimer = setTimeout(() => this.#onExpiry(), Math.max(0, remaining) + 1)
-    this.#expiryTimer.unref()
+    const now = (this.#store as LockStore).clock.now()
+    const remaining = lease.validUntil - now
+    this.#config.wheel.schedule(this.#expiryJob, lease.validUntil)
     if (this.#config.autoRenew) {
       const delay = Math.min(ttlMs * this.#config.renewAt, remaining / 2)
-      this.#armRenewal(Math.max(0, delay))
+      this.#config.wheel.schedule(this.#renewJob, now + Math.max(0, delay))
     }
   }
 
   #armRenewal(delay: number): void {
-    if (this.#renewTimer) clearTimeout(this.#renewTimer)
-    this.#renewTimer = setTimeout(() => this.#renew(), delay)
-    this.#renewTimer.unref()
+    this.#config.wheel.schedule(this.#renewJob, (this.#store as LockStore).clock.now() + delay)
   }
 
   #renew(): void {
-    this.#renewTimer = null
     if (this.#state !== 'held') return
     this.extend().catch((err: unknown) => {
       if (this.#state !== 'held') return
-      // a backend failure: try again while the lease is still valid; the expiry timer declares the loss
+      // a backend failure: try again while the lease is still valid; the expiry check declares the loss
       this.#lastRenewalError = err
       this.#hooks.onRenewalError(this, err)
       const remaining = this.remainingMs
@@ -265,21 +266,23 @@ export class LockHandle implements AsyncDisposable {
   }
 
   #onExpiry(): void {
-    this.#expiryTimer = null
+    this.#exactTimer = null
     if (this.#state !== 'held') return
-    if (this.remainingMs > 0) {
-      this.#expiryTimer = setTimeout(() => this.#onExpiry(), this.remainingMs + 1)
-      this.#expiryTimer.unref()
+    const remaining = this.remainingMs
+    if (remaining > 0) {
+      // the wheel fires up to a tick early: wait out the rest exactly
+      this.#exactTimer = setTimeout(() => this.#onExpiry(), remaining + 1)
+      this.#exactTimer.unref()
       return
     }
     this.#lose(this.#lastRenewalError === undefined ? 'expired' : 'renewal-failed', this.#lastRenewalError)
   }
 
   #stopTimers(): void {
-    if (this.#renewTimer) clearTimeout(this.#renewTimer)
-    if (this.#expiryTimer) clearTimeout(this.#expiryTimer)
-    this.#renewTimer = null
-    this.#expiryTimer = null
+    this.#config.wheel.cancel(this.#renewJob)
+    this.#config.wheel.cancel(this.#expiryJob)
+    if (this.#exactTimer) clearTimeout(this.#exactTimer)
+    this.#exactTimer = null
   }
 
   /** @internal Marks the lease lost (once), tells everyone, and removes what is left of it on the server. */

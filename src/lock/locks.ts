@@ -26,6 +26,7 @@ import { checkInt, resolveAcquireOptions, type AcquireOptions, type ResolvedAcqu
 import { Mutex } from './mutex.js'
 import { LockOwner, ReentrantLock, type ReentrantAcquireOptions, type ReentrantHandle } from './reentrant-lock.js'
 import { Serializer, type SerializerOptions } from './serializer.js'
+import { TimerWheel } from './timer-wheel.js'
 import { WaitQueue } from './wait-queue.js'
 import { SKIP_LOCK, wrapWithLock, type KeyFunction, type WrapOptions } from './wrap.js'
 
@@ -64,9 +65,12 @@ export class Locks extends EventEmitter {
   readonly defaults: AcquireOptions
   readonly #ownsStore: boolean
   readonly #queues = new Map<string, WaitQueue>()
+  /** Holders per key in this process (a queue exists only while someone here waits). */
+  readonly #holders = new Map<string, number>()
   readonly #active = new Set<LockHandle>()
   readonly #ended = new WeakSet<LockHandle>()
   readonly #handoffYieldMs: number
+  #wheel!: TimerWheel
   #closed = false
 
   constructor(options: LocksOptions = {}) {
@@ -88,6 +92,8 @@ export class Locks extends EventEmitter {
       client.on('state', (conn: Connection, state: ConnectionState) => this.emit('server-state', conn.name, state))
       client.on('restart', (conn: Connection) => this.emit('server-restart', conn.name))
     }
+    const clock = this.store.clock
+    this.#wheel = new TimerWheel(() => clock.now())
     this.defaults = { ...defaults }
     resolveAcquireOptions(undefined, this.defaults, { autoRenew: false })
   }
@@ -178,7 +184,7 @@ export class Locks extends EventEmitter {
       this.store.delete(result.lease).catch(() => {})
       return null
     }
-    this.#queue(key).holderStarted()
+    this.#holderStarted(key)
     return this.#handle(key, result.lease, o, { waited: false, requestedAt })
   }
 
@@ -209,7 +215,7 @@ export class Locks extends EventEmitter {
     if (error instanceof InvalidArgumentError) throw error
     if (o.onUnavailable !== 'proceed') throw new LockUnavailableError(key, { cause: error })
     this.emit('unlocked', key, error)
-    return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt }, this.#hooks)
+    return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt, wheel: this.#wheel }, this.#hooks)
   }
 
   #handle(
@@ -218,7 +224,7 @@ export class Locks extends EventEmitter {
     o: ResolvedAcquireOptions,
     acquisition: { waited: boolean; requestedAt: number },
   ): LockHandle {
-    const h = new LockHandle(key, lease, this.store, { ttlMs: o.ttlMs, autoRenew: o.autoRenew, renewAt: o.renewAt }, this.#hooks, acquisition)
+    const h = new LockHandle(key, lease, this.store, { ttlMs: o.ttlMs, autoRenew: o.autoRenew, renewAt: o.renewAt, wheel: this.#wheel }, this.#hooks, acquisition)
     this.#active.add(h)
     this.emit('acquired', key, h)
     return h
@@ -251,14 +257,26 @@ export class Locks extends EventEmitter {
     if (this.#ended.has(h)) return
     this.#ended.add(h)
     this.#active.delete(h)
-    if (h.locked) this.#queues.get(h.key)?.holderEnded()
+    if (!h.locked) return
+    const n = (this.#holders.get(h.key) ?? 1) - 1
+    if (n > 0) this.#holders.set(h.key, n)
+    else this.#holders.delete(h.key)
+    this.#queues.get(h.key)?.holderEnded()
+  }
+
+  #holderStarted(key: string): void {
+    this.#holders.set(key, (this.#holders.get(key) ?? 0) + 1)
   }
 
   #queue(key: string): WaitQueue {
     let q = this.#queues.get(key)
     if (!q) {
-      const created: WaitQueue = new WaitQueue(key, this.store, () => {
-        if (this.#queues.get(key) === created && created.idle) this.#queues.delete(key)
+      const created: WaitQueue = new WaitQueue(key, this.store, {
+        holders: () => this.#holders.get(key) ?? 0,
+        granted: () => this.#holderStarted(key),
+        idle: () => {
+          if (this.#queues.get(key) === created && created.idle) this.#queues.delete(key)
+        },
       })
       q = created
       this.#queues.set(key, q)

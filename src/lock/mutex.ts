@@ -1,6 +1,6 @@
 import type { LockInfo } from '../store/lock-store.js'
 import type { LockHandle } from './lock-handle.js'
-import { resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
+import { resolveAcquireOptions, type AcquireOptions, type ResolvedAcquireOptions } from './lock-options.js'
 import type { Locks } from './locks.js'
 import { runScoped } from './scoped.js'
 
@@ -12,6 +12,8 @@ export class Mutex {
   readonly key: string
   readonly #locks: Locks
   readonly #defaults: AcquireOptions
+  /** `acquire()` without options, resolved once (it is the hot path). */
+  #plainAcquire: ResolvedAcquireOptions | undefined
 
   /** @internal Use `locks.mutex(key)`. */
   constructor(locks: Locks, key: string, defaults: AcquireOptions) {
@@ -26,7 +28,7 @@ export class Mutex {
    * when the store fails (unless `onUnavailable: "proceed"`).
    */
   async acquire(options?: AcquireOptions): Promise<LockHandle> {
-    return this.#locks.waitFor(this.key, resolveAcquireOptions(options, this.#defaults, { autoRenew: false }))
+    return this.#locks.waitFor(this.key, options === undefined ? (this.#plainAcquire ??= resolveAcquireOptions(undefined, this.#defaults, { autoRenew: false })) : resolveAcquireOptions(options, this.#defaults, { autoRenew: false }))
   }
 
   /**

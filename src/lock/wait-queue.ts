@@ -25,6 +25,16 @@ interface Waiter {
   cleanup: () => void
 }
 
+/** What a queue asks of its owner: the number of holders of the key in this process. */
+export interface QueueHooks {
+  /** Holders of the key in this process: while any holds it, asking the server is pointless. */
+  holders(): number
+  /** The queue granted a lease to one of its waiters (a new local holder). */
+  granted(): void
+  /** The queue has nothing left to do and may be dropped. */
+  idle(): void
+}
+
 /** How long the next waiter in line polls back to back before falling back to sleeps and push wake-ups. */
 const EAGER_POLL_MS = 50
 
@@ -32,24 +42,24 @@ export class WaitQueue {
   readonly #key: string
   readonly #store: LockStore
   readonly #onIdle: () => void
+  readonly #hooks: QueueHooks
   #waiters: Waiter[] = []
   #pumping = false
-  /** Holders in this process: while any holds the key, asking the server is pointless. */
-  #localHolders = 0
   #localWake: AbortController | null = null
   /** Until then (store clock) this process lets remote waiters take the key first. */
   #yieldUntil = 0
   /** Last time (store clock) an attempt here found the key taken. */
   #lastContendedAt = -Infinity
 
-  constructor(key: string, store: LockStore, onIdle: () => void) {
+  constructor(key: string, store: LockStore, hooks: QueueHooks) {
     this.#key = key
     this.#store = store
-    this.#onIdle = onIdle
+    this.#hooks = hooks
+    this.#onIdle = hooks.idle
   }
 
   get idle(): boolean {
-    return this.#waiters.length === 0 && this.#localHolders === 0 && !this.#pumping && this.#store.clock.now() >= this.#yieldUntil
+    return this.#waiters.length === 0 && this.#hooks.holders() === 0 && !this.#pumping && this.#store.clock.now() >= this.#yieldUntil
   }
 
   /** Whether an attempt in this process found the key taken within the last `ms`. */
@@ -98,14 +108,8 @@ export class WaitQueue {
     })
   }
 
-  /** A lease of this key was granted to a caller in this process. */
-  holderStarted(): void {
-    this.#localHolders++
-  }
-
-  /** A holder in this process released or lost the key: the next waiter may try at once. */
+  /** A holder of this key in this process released or lost it: the next waiter may try at once. */
   holderEnded(): void {
-    this.#localHolders = Math.max(0, this.#localHolders - 1)
     this.#localWake?.abort()
     if (this.idle) this.#onIdle()
   }
@@ -141,7 +145,7 @@ export class WaitQueue {
           nextSince = NaN
         }
         const o = head.opts
-        if (this.#localHolders > 0) {
+        if (this.#hooks.holders() > 0) {
           // someone here holds it: wait for their release (a local wake) rather than ask the server
           await this.#sleep(head, o.retryMaxDelayMs)
           continue
@@ -166,7 +170,7 @@ export class WaitQueue {
             continue
           }
           if (!Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
-          this.#localHolders++
+          this.#hooks.granted()
           this.#finish(head, { lease })
           continue
         }
@@ -203,7 +207,7 @@ export class WaitQueue {
     this.#localWake = local
     const signal = AbortSignal.any([head.wake.signal, local.signal])
     try {
-      if (this.#store.waitForRelease && this.#localHolders === 0) await this.#store.waitForRelease(this.#key, ms, signal)
+      if (this.#store.waitForRelease && this.#hooks.holders() === 0) await this.#store.waitForRelease(this.#key, ms, signal)
       else await sleep(ms, signal)
     } finally {
       if (this.#localWake === local) this.#localWake = null

@@ -100,7 +100,7 @@ export class MemcachedStore implements LockStore {
     const wire = encodeKey(this.options.prefix, key)
     const conn = this.client.connectionFor(wire)
     const token = options?.token ?? newToken()
-    const value = token + ' ' + JSON.stringify(owner)
+    const value = token + ' ' + ownerJson(owner)
     const start = this.clock.now()
     const set = conn.metaSet(wire, value, ['T' + serverTtlSeconds(ttlMs), 'ME', 'c'])
     // pipelined in the same write: no extra round trip, and it tells a waiter how long to sleep
@@ -195,7 +195,7 @@ export class MemcachedStore implements LockStore {
     checkTtlMs(ttlMs)
     const l = this.#own(lease)
     const st = l.state
-    const cas = await this.#currentCas(l)
+    const cas = this.#casAsIs(l) ?? (await this.#verifiedCas(l))
     if (cas === null) return null
     const start = this.clock.now()
     // every write changes the CAS: from the first extension on, the value carries the acquire fence for inspect()
@@ -216,11 +216,11 @@ export class MemcachedStore implements LockStore {
   async delete(lease: Lease): Promise<boolean> {
     const l = this.#own(lease)
     const st = l.state
-    const cas = await this.#currentCas(l)
+    const cas = this.#casAsIs(l) ?? (await this.#verifiedCas(l))
     if (cas === null) return false
     // a compare-and-expire store instead of md: waiters watching `watch mutations` see it (deletes are not logged)
     const reply = this.options.releaseAsStore
-      ? await st.conn.metaSet(st.wire, st.value, ['T-1', 'C' + cas])
+      ? await st.conn.metaSet(st.wire, '', ['T-1', 'C' + cas])
       : await st.conn.metaDelete(st.wire, ['C' + cas])
     if (reply.status === 'HD') return true
     if (reply.status === 'EX' || reply.status === 'NF') return false
@@ -253,7 +253,7 @@ export class MemcachedStore implements LockStore {
     const got = await conn.metaGet(wire, ['v', 'c'])
     if (got.status === 'EN') return false
     // compare-and-expire on what we just saw, so watchers are woken; if it changed meanwhile, delete whatever is there
-    const reply = await conn.metaSet(wire, (got.value as Buffer).toString('utf8'), ['T-1', 'C' + (got.flags.c ?? '0')])
+    const reply = await conn.metaSet(wire, '', ['T-1', 'C' + (got.flags.c ?? '0')])
     if (reply.status === 'HD') return true
     const del = await conn.metaDelete(wire, [])
     return del.status === 'HD'
@@ -293,6 +293,7 @@ export class MemcachedStore implements LockStore {
   }
 
   contendedSince(key: string, since: number): boolean {
+    if (this.#watchers.size === 0) return false
     const wire = encodeKey(this.options.prefix, key)
     const w = this.#watchers.get(this.client.connectionFor(wire))
     // the watcher stamps with performance.now(); only comparable when the store runs on the same clock
@@ -315,13 +316,20 @@ export class MemcachedStore implements LockStore {
   }
 
   /** The CAS to compare against: the lease's own, or (after a reconnect) the item's, if it still carries our token. */
-  async #currentCas(l: MemcachedLease): Promise<string | null> {
+  /**
+   * The lease's own CAS, when it can be sent as is: only a ready connection of the lease's
+   * generation sends at once to the server that holds the lease. While it (re)connects, the
+   * generation has not moved yet but the request would be queued and sent to whatever answers
+   * next: after a restart, a bare CAS can match another owner's item (the counter restarts at 1).
+   */
+  #casAsIs(l: MemcachedLease): string | null {
     const st = l.state
-    // Only a ready connection of the lease's generation sends at once to the server that holds
-    // the lease. While it (re)connects, the generation has not moved yet but the request would be
-    // queued and sent to whatever answers next: after a restart, a bare CAS can match another
-    // owner's item (the counter restarts at 1), so check the token first.
-    if (st.conn.generation === st.generation && st.conn.state === 'ready') return st.cas
+    return st.conn.generation === st.generation && st.conn.state === 'ready' ? st.cas : null
+  }
+
+  /** After a reconnect: the item's CAS, if the item still carries our token; null otherwise. */
+  async #verifiedCas(l: MemcachedLease): Promise<string | null> {
+    const st = l.state
     const got = await st.conn.metaGet(st.wire, ['v', 'c'])
     if (got.status !== 'VA') return null
     return parseValue(got.value as Buffer).token === l.token ? (got.flags.c as string) : null
@@ -387,6 +395,16 @@ export function evictionRisk(settings: Readonly<Record<string, string>>, ttlSeco
     `Fix: start it with -M (never evict; full memory then refuses new items), or with -o temporary_ttl=${Math.max(ttlSeconds, 61)} ` +
     `(items with a TTL up to that many seconds go to an LRU that is never evicted), ideally on servers dedicated to locks`
   )
+}
+
+let defaultOwnerPrefix: string | null = null
+/** JSON of the owner description; the usual one (host, pid, since) is assembled from a cached prefix. */
+function ownerJson(owner: OwnerInfo): string {
+  if (owner.label === undefined && owner.host !== undefined && owner.pid === process.pid && typeof owner.since === 'number') {
+    defaultOwnerPrefix ??= JSON.stringify({ host: owner.host, pid: owner.pid }).slice(0, -1)
+    return defaultOwnerPrefix + ',"since":' + owner.since + '}'
+  }
+  return JSON.stringify(owner)
 }
 
 /** The stored value: `<token> <owner JSON>`; the JSON gains `"fence"` at the first extension. */
