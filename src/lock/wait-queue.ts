@@ -37,6 +37,8 @@ export interface QueueHooks {
 
 /** How long the next waiter in line polls back to back before falling back to sleeps and push wake-ups. */
 const EAGER_POLL_MS = 50
+/** A waiter behind others in line, woken by a release, waits this long so the one ahead (polling) takes it. */
+const HANDOFF_GRACE_MS = 2
 
 export class WaitQueue {
   readonly #key: string
@@ -193,7 +195,12 @@ export class WaitQueue {
         // the holder's lease cannot outlive its TTL: no point sleeping past it
         if (result.remainingMs !== undefined) delay = Math.min(delay, result.remainingMs + 1)
         delay = Math.min(delay, head.deadline - now)
-        if (delay > 0) await this.#sleep(head, delay)
+        if (delay > 0) {
+          const behind = result.serving !== undefined && ticket > result.serving + 1
+          const woke = await this.#sleep(head, delay)
+          // someone is ahead of us in line and polls for this release: let them have it first
+          if (woke && behind) await sleep(HANDOFF_GRACE_MS, head.wake.signal)
+        }
       }
     } finally {
       this.#pumping = false
@@ -201,16 +208,18 @@ export class WaitQueue {
     }
   }
 
-  /** Sleeps up to `ms`; wakes early on a push from the store, a local release, or the head's timeout/abort. */
-  async #sleep(head: Waiter, ms: number): Promise<void> {
+  /** Sleeps up to `ms`; wakes early on a push from the store, a local release, or the head's timeout/abort. True when woken early. */
+  async #sleep(head: Waiter, ms: number): Promise<boolean> {
     const local = new AbortController()
     this.#localWake = local
     const signal = AbortSignal.any([head.wake.signal, local.signal])
+    const started = this.#store.clock.now()
     try {
       if (this.#store.waitForRelease && this.#hooks.holders() === 0) await this.#store.waitForRelease(this.#key, ms, signal)
       else await sleep(ms, signal)
     } finally {
       if (this.#localWake === local) this.#localWake = null
     }
+    return this.#store.clock.now() - started < ms - 1
   }
 }
