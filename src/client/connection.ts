@@ -169,25 +169,25 @@ export class Connection extends EventEmitter {
   /** `ms`: meta set. */
   metaSet(key: WireKey, value: string, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaSet(key, value, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaSet(key, value, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `mg`: meta get. */
   metaGet(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaGet(key, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaGet(key, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `md`: meta delete. */
   metaDelete(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaDelete(key, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaDelete(key, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `ma`: meta arithmetic. */
   metaArithmetic(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaArithmetic(key, [...flags, 'O' + o]), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaArithmetic(key, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `mn`: resolves once every earlier request has been answered. */

@@ -1,37 +1,38 @@
 /**
  * Encoders for the memcached commands the library uses. Pure: strings in, the exact request
  * text out. Keys must come from {@link encodeKey}; flags are single tokens such as `T30`, `c`,
- * `C123`, `O7`, `b`. Nothing here touches a socket.
+ * `C123`, `b`; `opaque` appends `O<opaque>` last. Nothing here touches a socket.
  */
 import type { WireKey } from './keys.js'
 
 const CRLF = '\r\n'
 
-function withFlags(head: string, key: WireKey, flags: readonly string[]): string {
+function withFlags(head: string, key: WireKey, flags: readonly string[], opaque?: string): string {
   let s = head
   if (key.base64) s += ' b'
-  for (const f of flags) s += ' ' + f
+  for (let i = 0; i < flags.length; i++) s += ' ' + flags[i]
+  if (opaque !== undefined) s += ' O' + opaque
   return s
 }
 
 /** `ms <key> <datalen> <flags>*\r\n<data>\r\n`: a meta set. `value` is sent as UTF-8. */
-export function encodeMetaSet(key: WireKey, value: string, flags: readonly string[]): string {
-  return withFlags('ms ' + key.wire + ' ' + Buffer.byteLength(value, 'utf8'), key, flags) + CRLF + value + CRLF
+export function encodeMetaSet(key: WireKey, value: string, flags: readonly string[], opaque?: string): string {
+  return withFlags('ms ' + key.wire + ' ' + Buffer.byteLength(value, 'utf8'), key, flags, opaque) + CRLF + value + CRLF
 }
 
 /** `mg <key> <flags>*\r\n`: a meta get. */
-export function encodeMetaGet(key: WireKey, flags: readonly string[]): string {
-  return withFlags('mg ' + key.wire, key, flags) + CRLF
+export function encodeMetaGet(key: WireKey, flags: readonly string[], opaque?: string): string {
+  return withFlags('mg ' + key.wire, key, flags, opaque) + CRLF
 }
 
 /** `md <key> <flags>*\r\n`: a meta delete. */
-export function encodeMetaDelete(key: WireKey, flags: readonly string[]): string {
-  return withFlags('md ' + key.wire, key, flags) + CRLF
+export function encodeMetaDelete(key: WireKey, flags: readonly string[], opaque?: string): string {
+  return withFlags('md ' + key.wire, key, flags, opaque) + CRLF
 }
 
 /** `ma <key> <flags>*\r\n`: a meta arithmetic. */
-export function encodeMetaArithmetic(key: WireKey, flags: readonly string[]): string {
-  return withFlags('ma ' + key.wire, key, flags) + CRLF
+export function encodeMetaArithmetic(key: WireKey, flags: readonly string[], opaque?: string): string {
+  return withFlags('ma ' + key.wire, key, flags, opaque) + CRLF
 }
 
 /** `mn\r\n`: meta no-op; the server answers `MN` after every earlier reply (and flushes). */
