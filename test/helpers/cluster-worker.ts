@@ -4,8 +4,8 @@
  * (1 for quorum mode), `CW_KEYS` (comma list), `CW_DURATION_MS`, `CW_TTL_MS`, `CW_MAX_TTL_MS`.
  * Acquires random keys until the deadline, holding each 0-5 ms, and prints one JSON line:
  * `{ holds: [{ key, start, end, fence, ended }], errors: { code: count } }` where `end` is the
- * earliest of release start, loss signal and the lease's own validity (wall ms, comparable
- * across processes) and `ended` is `released`, `lost` or `release-failed`.
+ * earliest of release start, loss signal and the lease's own validity (monotonic ms from
+ * `process.hrtime`, comparable across processes on one machine) and `ended` is `released`, `lost` or `release-failed`.
  */
 import { Locks, type LockHandle } from '../../src/index.js'
 
@@ -13,7 +13,8 @@ const servers = (process.env.CW_SERVERS ?? '').split(',')
 const keys = (process.env.CW_KEYS ?? 'k').split(',')
 const durationMs = Number(process.env.CW_DURATION_MS ?? 5000)
 const ttlMs = Number(process.env.CW_TTL_MS ?? 2000)
-const now = (): number => performance.timeOrigin + performance.now()
+/** CLOCK_MONOTONIC in ms: one clock for every process on the machine (timeOrigin differs per process by up to ms). */
+const now = (): number => Number(process.hrtime.bigint()) / 1e6
 
 interface Hold {
   key: string

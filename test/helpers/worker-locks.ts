@@ -6,7 +6,7 @@
  * - `loop`: prints `ready`, waits for `go` on stdin, then acquires `WORKER_KEY` until it has
  *   `WORKER_COUNT` acquisitions or `WORKER_DEADLINE_MS` has passed. Each acquisition is recorded
  *   as [start, end, fencingToken, pid, released] with wall stamps
- *   (`performance.timeOrigin + performance.now()`, comparable across processes), holding the
+ *   (`process.hrtime`, the machine's monotonic clock, comparable across processes), holding the
  *   lock 0-1 ms. Prints one JSON line `{ records, errors }` at the end.
  * - `pause`: acquires with a 1000 ms TTL and auto renewal, prints `acquired <fence>`, then waits
  *   for the handle's signal: prints `lost <reason>` when it aborts, then `released <bool>` (or
@@ -28,7 +28,8 @@ function required(name: string): string {
   return v;
 }
 
-const wall = (): number => performance.timeOrigin + performance.now();
+/** CLOCK_MONOTONIC in ms: one clock for every process (performance.timeOrigin is per process, off by up to ms under load). */
+const wall = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 function line(text: string): void {
   process.stdout.write(text + '\n');
