@@ -26,6 +26,7 @@ export {
   MAX_TTL_MS,
 } from './store/lock-store.js'
 export { MemcachedStore, evictionRisk } from './store/memcached-store.js'
+export { serverTtlSeconds } from './store/ttl.js'
 export { type MemcachedStoreOptions } from './store/store-options.js'
 export { MemoryStore, type MemoryStoreOptions } from './store/memory-store.js'
 export { QuorumStore, type QuorumStoreOptions } from './store/quorum-store.js'

@@ -30,7 +30,7 @@ import {
 import { MemcachedStore } from './memcached-store.js'
 import { newToken } from './owner.js'
 import { resolveServers, type MemcachedStoreOptions } from './store-options.js'
-import { checkTtlMs } from './ttl.js'
+import { checkTtlMs, serverTtlSeconds } from './ttl.js'
 import { formatAddress } from '../client/server-address.js'
 
 /** memcached's uptime starts near 2 s and ticks once a second. */
@@ -216,8 +216,9 @@ export class QuorumStore implements LockStore {
     const readAt = this.#readyAt.get(conn)
     if (!id || readAt === undefined) return false
     const uptimeMs = id.uptime * 1000 + (this.clock.now() - readAt)
-    // memcached reports an uptime of about 2 s at start and counts whole seconds: allow 3 s on top of the TTL
-    return uptimeMs >= Math.max(this.#maxTtlMs, ttlMs) + RESTART_SLACK_MS
+    // the items it forgot lived at most their server TTL; memcached reports an uptime of about 2 s
+    // at start and counts whole seconds: allow 3 s on top
+    return uptimeMs >= serverTtlSeconds(Math.max(this.#maxTtlMs, ttlMs)) * 1000 + RESTART_SLACK_MS
   }
 
   async #nextFence(key: string, granted: MemcachedStore[]): Promise<bigint> {

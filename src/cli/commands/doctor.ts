@@ -1,5 +1,5 @@
 /** `memcached-lock doctor [servers...]`: can these servers hold locks safely? */
-import { MemcachedClient, evictionRisk, parseServerList, type ServerAddress } from '../../index.js'
+import { MemcachedClient, evictionRisk, parseServerList, serverTtlSeconds, type ServerAddress } from '../../index.js'
 import { parseArgs, UsageError } from '../args.js'
 import { CONNECTION_FLAGS, CONNECTION_HELP, EXIT, describeError, locksOptionsFrom, serversFrom } from '../common.js'
 import { formatMs, paint, println, toJson, type Io } from '../output.js'
@@ -101,7 +101,7 @@ async function checkServer(address: ServerAddress, ttlMs: number, opts: ReturnTy
         ? { level: 'ok', check: 'version', detail: `memcached ${id.version} speaks the meta protocol` }
         : { level: 'fail', check: 'version', detail: `memcached ${id.version} has no meta protocol`, fix: 'upgrade to memcached 1.6 or later' },
     )
-    const risk = evictionRisk(id.settings, Math.ceil(ttlMs / 1000) + 1)
+    const risk = evictionRisk(id.settings, serverTtlSeconds(ttlMs))
     findings.push(
       risk
         ? { level: 'fail', check: 'eviction', detail: `lock keys with a TTL of ${formatMs(ttlMs)} could be evicted before they expire`, fix: risk.replace(/^.*Fix: /, '') }
