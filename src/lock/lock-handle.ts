@@ -225,6 +225,9 @@ export class LockHandle implements AsyncDisposable {
     }
     const next = await this.#store.extend(this.#lease, ttlMs)
     if ((this.#state as HandleState) !== 'held') {
+      // released or lost while this extension was in flight: the delete queued behind it must
+      // compare against the CAS the extension just set, or it misses and leaves the lock held
+      if (next !== null) this.#lease = next
       if ((this.#state as HandleState) === 'lost') throw this.#lostError as LockLostError
       return
     }
@@ -298,10 +301,10 @@ export class LockHandle implements AsyncDisposable {
     this.#unwatch = null
     this.#announce(reason, cause)
     if (reason !== 'taken' && this.#lease && this.#store) {
-      // our item may still be on the server (e.g. after a blip): remove it, owner-checked, so others need not wait for its TTL
-      const lease = this.#lease
+      // our item may still be on the server (e.g. after a blip): remove it, owner-checked, so others need not wait for its TTL;
+      // the lease is read when the delete runs, after any extension in flight has updated it
       const store = this.#store
-      this.#chain(() => store.delete(lease)).catch(() => {})
+      this.#chain(() => store.delete(this.#lease as Lease)).catch(() => {})
     }
   }
 

@@ -29,6 +29,8 @@ export interface WireKey {
  * and which would make two names share a key).
  */
 export function encodeKey(prefix: string, name: string): WireKey {
+  // a non-string prefix would be coerced ("[object Object]") or throw a TypeError (a symbol)
+  if (typeof prefix !== 'string') throw new InvalidArgumentError(`prefix must be a string, got ${describe(prefix)}`)
   if (typeof name !== 'string') {
     throw new InvalidArgumentError(`lock key must be a non-empty string, got ${describe(name)}`)
   }
@@ -45,6 +47,18 @@ export function encodeKey(prefix: string, name: string): WireKey {
   if (bytes.length <= MAX_BASE64_KEY_BYTES) return { wire: bytes.toString('base64'), base64: true }
   const digest = createHash('sha256').update(bytes).digest()
   return { wire: Buffer.concat([Buffer.from([0xff, 0x68]), digest]).toString('base64'), base64: true }
+}
+
+/**
+ * A key the library keeps beside a lock (its waiting line, its fence counter): the bytes
+ * `0xFF 'l' <tag>` then `prefix + name` (or its SHA-256 when long), base64. No lock name can
+ * produce it: `0xFF` never occurs in UTF-8, and hashed lock keys start `0xFF 'h'`.
+ */
+export function encodeCompanionKey(prefix: string, name: string, tag: string): WireKey {
+  const full = Buffer.from(prefix + name, 'utf8')
+  const head = Buffer.from([0xff, 0x6c, tag.charCodeAt(0) & 0x7f])
+  const body = head.length + full.length <= MAX_BASE64_KEY_BYTES ? full : createHash('sha256').update(full).digest()
+  return { wire: Buffer.concat([head, body]).toString('base64'), base64: true }
 }
 
 /** Checks a key prefix: a string of at most 128 characters (it may need base64 like any key). */

@@ -15,10 +15,10 @@
 import { MemcachedClient, type ServerHealth } from '../client/client.js'
 import type { Connection, ServerIdentity } from '../client/connection.js'
 import { ReleaseWatcher } from '../client/release-watcher.js'
-import { InvalidArgumentError, ProtocolError, UnsafeServerError } from '../errors.js'
+import { InvalidArgumentError, ProtocolError, ServerError, UnsafeServerError } from '../errors.js'
 import { sleep } from '../internal/sleep.js'
 import type { MetaReply } from '../protocol/decoder.js'
-import { describe, encodeKey, type WireKey } from '../protocol/keys.js'
+import { describe, encodeCompanionKey, encodeKey, type WireKey } from '../protocol/keys.js'
 import {
   monotonicClock,
   type Clock,
@@ -120,7 +120,7 @@ export class MemcachedStore implements LockStore {
     if (reply.status === 'HD') {
       const id = conn.identity as ServerIdentity
       this.#refuseIfUnsafe(conn, id, ttlMs)
-      const cas = reply.flags.c as string
+      const cas = casOf(conn, reply, 'ms ME')
       const lease = new MemcachedLease(key, token, makeFence(id.bootEpoch, BigInt(cas)), start + ttlMs - driftMs(ttlMs), conn.name, {
         wire,
         conn,
@@ -186,9 +186,9 @@ export class MemcachedStore implements LockStore {
     return this.client.health()
   }
 
-  /** The waiting line's counters live beside the lock, under names no lock name can produce (a 0x01 byte). */
+  /** The waiting line's counters and the fence counter live beside the lock, under keys no lock name can produce. */
   #lineKey(key: string, which: 'q' | 's' | 'f'): WireKey {
-    return encodeKey(this.options.prefix, key + '\u0001' + which)
+    return encodeCompanionKey(this.options.prefix, key, which)
   }
 
   async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {
@@ -200,12 +200,20 @@ export class MemcachedStore implements LockStore {
     const start = this.clock.now()
     // every write changes the CAS: from the first extension on, the value carries the acquire fence for inspect()
     const value = st.value.includes('"fence":') ? st.value : withFence(st.value, l.fence)
-    const reply = await st.conn.metaSet(st.wire, value, ['T' + serverTtlSeconds(ttlMs), 'C' + cas, 'c'])
+    let reply: MetaReply
+    try {
+      reply = await st.conn.metaSet(st.wire, value, ['T' + serverTtlSeconds(ttlMs), 'C' + cas, 'c'])
+    } catch (err) {
+      // memcached unlinks the existing item when a store to its key cannot get memory (1.6.18,
+      // "avoid stale data", whatever the CAS): the lease is gone, not merely unrenewed
+      if (err instanceof ServerError && err.kind === 'SERVER_ERROR' && /out of memory|too large/.test(err.message)) return null
+      throw err
+    }
     if (reply.status === 'HD') {
       return new MemcachedLease(l.key, l.token, l.fence, start + ttlMs - driftMs(ttlMs), l.server, {
         ...st,
         value,
-        cas: reply.flags.c as string,
+        cas: casOf(st.conn, reply, 'ms C'),
         generation: st.conn.generation,
       })
     }
@@ -436,6 +444,15 @@ function withFence(value: string, fence: bigint): string {
     owner = {}
   }
   return value.slice(0, sp) + ' ' + JSON.stringify({ ...owner, fence: fence.toString() })
+}
+
+/** The CAS of a store's reply: memcached sends a decimal 64-bit unsigned integer; anything else is a protocol error. */
+function casOf(conn: Connection, reply: MetaReply, what: string): string {
+  const c = reply.flags.c
+  if (c === undefined || !/^\d{1,20}$/.test(c) || BigInt(c) > 0xffffffffffffffffn) {
+    throw new ProtocolError(`${conn.name} answered ${what} with ${c === undefined ? 'no CAS' : `a bad CAS ${JSON.stringify(c.slice(0, 24))}`}`)
+  }
+  return c
 }
 
 function unexpected(conn: Connection, what: string, reply: MetaReply): ProtocolError {

@@ -56,6 +56,7 @@ export class MemoryStore implements LockStore {
   #closed = false
 
   constructor(options: MemoryStoreOptions = {}) {
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describe(options)}`)
     if (options.clock !== undefined && typeof options.clock?.now !== 'function') {
       throw new InvalidArgumentError(`clock must be an object with a now() method, got ${describe(options.clock)}`)
     }

@@ -12,13 +12,19 @@ export function checkTtlMs(value: unknown, name = 'ttlMs'): number {
   return value
 }
 
+/** memcached reads a TTL above 30 days as an absolute Unix time. */
+const MAX_SERVER_TTL_S = 2_592_000
+
 /**
- * The memcached TTL (whole seconds) that keeps an item for at least `ttlMs`: the server's clock
- * ticks once a second, so an item stored with T lives between T-1 and T seconds; rounding up
- * and adding one second guarantees the promise.
+ * The memcached TTL (whole seconds) that keeps an item for at least `ttlMs`. The server's clock
+ * is `floor(monotonic seconds)` sampled by a timer that fires about once a second, a little
+ * late each time; when the sampling phase crosses a second boundary, one tick advances the clock
+ * by 2. So an item stored with T lives more than T-2 seconds (not T-1: the fault suite saw T2
+ * lock items gone after 0.2-0.7 s). Rounding up and adding two seconds keeps the promise. At the
+ * 30-day cap the missing second is covered many times over by the drift margin (1%).
  */
 export function serverTtlSeconds(ttlMs: number): number {
-  return Math.ceil(ttlMs / 1000) + 1
+  return Math.min(Math.ceil(ttlMs / 1000) + 2, MAX_SERVER_TTL_S)
 }
 
 /** Safety margin subtracted from a lease's local validity for clock drift between client and server: 1% + 2 ms. */

@@ -561,13 +561,13 @@ describe('eviction warning', () => {
     assert.match(srv, /^127\.0\.0\.1:\d+$/);
     assert.match(message, /may evict lock keys/);
     assert.match(message, /-M/);
-    assert.match(message, /-o temporary_ttl=61/);
+    assert.match(message, /-o temporary_ttl=62/);
   });
 
   test('eviction warning - a temporary_ttl shorter than the longest lock TTL still warns', async () => {
     const warnings = await warningsFor(['-o', 'temporary_ttl=30']);
     assert.equal(warnings.length, 1);
-    assert.match(warnings[0]![0], /temporary_ttl=30 < 61 s/);
+    assert.match(warnings[0]![0], /temporary_ttl=30 < 62 s/);
   });
 
   test('eviction warning - not emitted for -M or a temporary_ttl that covers the TTL', async () => {

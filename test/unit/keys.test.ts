@@ -212,3 +212,18 @@ describe('encodeKey', () => {
     assert.equal(seen.size, names.size)
   })
 })
+
+test('keys - companion keys (waiting line, fence counter) never equal a lock key', async () => {
+  const { encodeCompanionKey, encodeKey } = await import('../../src/protocol/keys.js')
+  const bytes = (k: { wire: string; base64: boolean }): string =>
+    k.base64 ? Buffer.from(k.wire, 'base64').toString('latin1') : k.wire
+  for (const name of ['x', 'x\u0001q', 'x\u0001s', '\u00ffl' + 'q' + 'x', 'y'.repeat(400)]) {
+    for (const tag of ['q', 's', 'f']) {
+      const companion = bytes(encodeCompanionKey('lock:', name, tag))
+      assert.ok(companion.startsWith('\xffl'), 'marked with 0xFF, which UTF-8 never produces')
+      for (const other of ['x', 'x\u0001q', 'x\u0001s', name, name + '\u0001' + tag]) {
+        assert.notEqual(companion, bytes(encodeKey('lock:', other)))
+      }
+    }
+  }
+})
