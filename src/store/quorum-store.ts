@@ -100,19 +100,20 @@ export class QuorumStore implements LockStore {
       }
     })
     // a server that restarted too recently must not hold a grant it cannot vote for
-    for (const [m, l] of notVoting) m.delete(l).catch(() => {})
+    const cleanup = Promise.allSettled(notVoting.map(([m, l]) => m.delete(l)))
     const validUntil = Math.min(...[...granted.values()].map((l) => l.validUntil))
     if (granted.size >= this.quorum && validUntil > this.clock.now()) {
       let fence: bigint
       try {
         fence = await this.#nextFence(key, [...granted.keys()])
       } catch (err) {
-        this.#releaseParts(granted)
+        await Promise.all([cleanup, this.#releaseParts(granted)])
         throw err
       }
       return { acquired: true, lease: new QuorumLease(key, token, fence, validUntil, this.label, granted) }
     }
-    this.#releaseParts(granted)
+    // give back partial grants before answering, so a failed attempt leaves nothing locked
+    await Promise.all([cleanup, this.#releaseParts(granted)])
     // not enough voting servers answered: a failure of the backend, not "held by someone else"
     if (this.members.length - errors - notVoting.length < this.quorum) {
       throw new LockUnavailableError(key, { cause: firstError })
@@ -136,7 +137,7 @@ export class QuorumStore implements LockStore {
       // not refused by a majority, only unreachable: a backend failure (renewal retries until validity ends)
       throw (failures[0] as PromiseRejectedResult).reason
     }
-    this.#releaseParts(kept)
+    await this.#releaseParts(kept)
     return null
   }
 
@@ -239,8 +240,9 @@ export class QuorumStore implements LockStore {
     return highest
   }
 
-  #releaseParts(parts: ReadonlyMap<MemcachedStore, Lease>): void {
-    for (const [m, p] of parts) m.delete(p).catch(() => {})
+  /** Deletes the parts (owner-checked); never rejects. */
+  async #releaseParts(parts: ReadonlyMap<MemcachedStore, Lease>): Promise<void> {
+    await Promise.allSettled([...parts].map(([m, p]) => m.delete(p)))
   }
 
   #own(lease: Lease): QuorumLease {
