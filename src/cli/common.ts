@@ -100,3 +100,16 @@ export function describeError(err: unknown): string {
   const cause = e?.cause?.message
   return cause && !e.message?.includes(cause) ? `${e.message}: ${cause}` : String(e?.message ?? err)
 }
+
+/**
+ * What a command does with an error from the library: "no server" prints one line and gives
+ * {@link EXIT.UNAVAILABLE}; a refused argument is bad usage; anything else propagates (a bug).
+ */
+export function exitForError(err: unknown, io: Io): number {
+  if (isUnavailable(err)) {
+    eprintln(io, `memcached-lock: ${describeError(err)}`)
+    return EXIT.UNAVAILABLE
+  }
+  if ((err as { code?: string }).code === 'ERR_INVALID_ARGUMENT') throw new UsageError((err as Error).message)
+  throw err
+}

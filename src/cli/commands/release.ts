@@ -1,8 +1,8 @@
 /** `memcached-lock release <key> --force`: delete a stuck lock, whoever holds it. */
 import { createInterface } from 'node:readline/promises'
 import { parseArgs, UsageError } from '../args.js'
-import { CONNECTION_FLAGS, CONNECTION_HELP, EXIT, describeError, isUnavailable, makeLocks } from '../common.js'
-import { eprintln, println, toJson, type Io } from '../output.js'
+import { CONNECTION_FLAGS, CONNECTION_HELP, EXIT, exitForError, makeLocks } from '../common.js'
+import { println, toJson, type Io } from '../output.js'
 
 export const RELEASE_HELP = `Usage: memcached-lock release <key> --force [--yes] [options]
 
@@ -58,12 +58,7 @@ export async function releaseCommand(argv: readonly string[], io: ReleaseIo): Pr
     else println(io, released ? `released lock "${key}"` : `lock "${key}" was already free`)
     return EXIT.OK
   } catch (err) {
-    if (isUnavailable(err)) {
-      eprintln(io, `memcached-lock: ${describeError(err)}`)
-      return EXIT.UNAVAILABLE
-    }
-    if ((err as { code?: string }).code === 'ERR_INVALID_ARGUMENT') throw new UsageError((err as Error).message)
-    throw err
+    return exitForError(err, io)
   } finally {
     await locks.close()
   }

@@ -1,7 +1,7 @@
 /** `memcached-lock status <key...>`: who holds each lock, for how long, with which fencing token. */
 import { parseArgs, UsageError } from '../args.js'
-import { CONNECTION_FLAGS, CONNECTION_HELP, EXIT, describeError, isUnavailable, makeLocks } from '../common.js'
-import { eprintln, formatMs, paint, println, table, toJson, type Io } from '../output.js'
+import { CONNECTION_FLAGS, CONNECTION_HELP, EXIT, exitForError, makeLocks } from '../common.js'
+import { formatMs, paint, println, table, toJson, type Io } from '../output.js'
 
 export const STATUS_HELP = `Usage: memcached-lock status <key...> [options]
 
@@ -60,12 +60,7 @@ export async function statusCommand(argv: readonly string[], io: Io): Promise<nu
     println(io, table(lines))
     return EXIT.OK
   } catch (err) {
-    if (isUnavailable(err)) {
-      eprintln(io, `memcached-lock: ${describeError(err)}`)
-      return EXIT.UNAVAILABLE
-    }
-    if ((err as { code?: string }).code === 'ERR_INVALID_ARGUMENT') throw new UsageError((err as Error).message)
-    throw err
+    return exitForError(err, io)
   } finally {
     await locks.close()
   }
