@@ -32,6 +32,7 @@ import {
 } from '../protocol/encoder.js'
 import type { WireKey } from '../protocol/keys.js'
 import { formatAddress, type ServerAddress } from './server-address.js'
+import { stripUndefined } from '../internal/objects.js'
 
 /** Options of one connection. All times in milliseconds. */
 export interface ConnectionOptions {
@@ -581,8 +582,3 @@ function readIdentity(stats: Record<string, string>, settings: Record<string, st
   return { pid, time, uptime, bootEpoch: time - uptime, version: stats.version ?? 'unknown', settings }
 }
 
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {}
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
-  return out
-}

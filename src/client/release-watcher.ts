@@ -12,6 +12,7 @@ import type { ConnectionOptions } from './connection.js'
 import { encodeAuth, encodeWatch } from '../protocol/encoder.js'
 import { decodeWireKey, type WireKey } from '../protocol/keys.js'
 import { sleep } from '../internal/sleep.js'
+import { WakeList } from '../internal/wake-list.js'
 import type { ServerAddress } from './server-address.js'
 
 /** Close the watch connection after this long without waiters. */
@@ -21,7 +22,7 @@ const MAX_LINE = 16 * 1024
 export class ReleaseWatcher {
   readonly #address: ServerAddress
   readonly #opts: ConnectionOptions
-  readonly #waiters = new Map<string, Set<() => void>>()
+  readonly #waiters = new WakeList(() => this.#armIdle())
   #socket: net.Socket | null = null
   #ready = false
   #pending = ''
@@ -46,30 +47,11 @@ export class ReleaseWatcher {
     if (this.#closed || signal?.aborted) return sleep(signal?.aborted ? 0 : timeoutMs, signal)
     this.#ensureOpen()
     const id = decodeWireKey(key.wire, key.base64).toString('latin1')
-    return new Promise<void>((resolve) => {
-      let set = this.#waiters.get(id)
-      if (!set) {
-        set = new Set()
-        this.#waiters.set(id, set)
-      }
-      const s = set
-      const done = (): void => {
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', done)
-        s.delete(done)
-        if (s.size === 0 && this.#waiters.get(id) === s) this.#waiters.delete(id)
-        if (this.#waiters.size === 0) this.#armIdle()
-        resolve()
-      }
-      // a caller awaits this: the timer keeps the process alive
-      const timer = setTimeout(done, Math.max(0, timeoutMs))
-      signal?.addEventListener('abort', done, { once: true })
-      s.add(done)
-      if (this.#idleTimer) {
-        clearTimeout(this.#idleTimer)
-        this.#idleTimer = null
-      }
-    })
+    if (this.#idleTimer) {
+      clearTimeout(this.#idleTimer)
+      this.#idleTimer = null
+    }
+    return this.#waiters.wait(id, timeoutMs, signal)
   }
 
   /**
@@ -85,7 +67,7 @@ export class ReleaseWatcher {
   close(): void {
     this.#closed = true
     this.#teardown()
-    for (const set of this.#waiters.values()) for (const done of [...set]) done()
+    this.#waiters.wakeAll()
   }
 
   #ensureOpen(): void {
@@ -142,8 +124,7 @@ export class ReleaseWatcher {
     if (!line.includes('status=stored')) return
     const ttl = Number(/(?:^| )ttl=(\d+)/.exec(line)?.[1])
     if (!(ttl >= 0x80000000)) return // only stores with a negative (wrapped) TTL are releases
-    const set = this.#waiters.get(percentDecode(key))
-    if (set) for (const done of [...set]) done()
+    this.#waiters.wake(percentDecode(key))
   }
 
   #fail(sock: net.Socket): void {

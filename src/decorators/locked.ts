@@ -29,27 +29,14 @@ export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOp
   }
   // bad options fail where the method is decorated, not at its first call
   checkWrapOptions(options)
-  return decorateWith((method) => {
-    const cache = new WeakMap<Locks, (...args: A) => Promise<unknown>>()
-    return function (this: unknown, ...args: A): Promise<unknown> {
-      let locks: unknown
-      try {
-        locks = source instanceof Locks ? source : source(this)
-      } catch (err) {
-        // the method returns a promise: it rejects, never throws
-        return Promise.reject(err)
-      }
-      if (!(locks instanceof Locks)) {
-        return Promise.reject(new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`))
-      }
-      let wrapped = cache.get(locks)
-      if (!wrapped) {
-        wrapped = wrapWithLock(locks, method as unknown as (...a: A) => unknown, options)
-        cache.set(locks, wrapped)
-      }
-      return wrapped.apply(this, args)
-    }
-  })
+  return decorateFromSource(
+    (self) => {
+      const locks: unknown = source instanceof Locks ? source : source(self)
+      if (!(locks instanceof Locks)) throw new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`)
+      return locks
+    },
+    (locks, method: (...a: A) => unknown) => wrapWithLock(locks, method, options),
+  )
 }
 
 /**
@@ -64,17 +51,38 @@ export function Serialized<A extends unknown[]>(source: Serializer | ((self: unk
   if (typeof options?.key !== 'function') {
     throw new InvalidArgumentError(`@Serialized options.key must be a function returning the object key, got ${describe(options?.key)}`)
   }
+  return decorateFromSource(
+    (self) => {
+      const serializer = typeof source === 'function' ? source(self) : source
+      if (typeof serializer?.run !== 'function') throw new InvalidArgumentError(`@Serialized: the serializer function returned ${describe(serializer)}`)
+      return serializer
+    },
+    (serializer, method: (...a: A) => unknown) => serializer.wrap(method, options),
+  )
+}
+
+/**
+ * Builds a method decorator whose lock factory (or serializer) is resolved from `this` at each
+ * call, with one wrapped function per source. The method returns a promise: a failure to resolve
+ * the source rejects it, never throws.
+ */
+function decorateFromSource<S extends object, A extends unknown[]>(
+  resolve: (self: unknown) => S,
+  wrap: (source: S, method: (...args: A) => unknown) => (...args: A) => Promise<unknown>,
+) {
   return decorateWith((method) => {
-    const cache = new WeakMap<Serializer, (...args: A) => Promise<unknown>>()
+    const cache = new WeakMap<S, (...args: A) => Promise<unknown>>()
     return function (this: unknown, ...args: A): Promise<unknown> {
-      const serializer = typeof source === 'function' ? source(this) : source
-      if (typeof serializer?.run !== 'function') {
-        return Promise.reject(new InvalidArgumentError(`@Serialized: the serializer function returned ${describe(serializer)}`))
+      let source: S
+      try {
+        source = resolve(this)
+      } catch (err) {
+        return Promise.reject(err)
       }
-      let wrapped = cache.get(serializer)
+      let wrapped = cache.get(source)
       if (!wrapped) {
-        wrapped = serializer.wrap(method as unknown as (...a: A) => unknown, options)
-        cache.set(serializer, wrapped)
+        wrapped = wrap(source, method as unknown as (...a: A) => unknown)
+        cache.set(source, wrapped)
       }
       return wrapped.apply(this, args)
     }

@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors.js'
 import { describe } from '../protocol/keys.js'
 import { checkTtlMs } from '../store/ttl.js'
+import { stripUndefined } from '../internal/objects.js'
 
 /** What a lock does when the store cannot be reached while acquiring. */
 export type UnavailablePolicy =
@@ -95,8 +96,3 @@ export function checkInt(v: unknown, name: string, min: number, max: number): nu
   return v
 }
 
-export function stripUndefined<T extends object>(o: T): Partial<T> {
-  const out: Partial<T> = {}
-  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
-  return out
-}

@@ -15,7 +15,7 @@ import { sleep } from '../internal/sleep.js'
 import type { LockHandle } from './lock-handle.js'
 import { checkInt, resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
 import type { Locks } from './locks.js'
-import { SKIP_LOCK, type KeyFunction } from './wrap.js'
+import { keyedWrapper, type KeyFunction } from './wrap.js'
 
 /** Options of a {@link Serializer}. Times in milliseconds. */
 export interface SerializerOptions {
@@ -208,19 +208,7 @@ export class Serializer extends EventEmitter {
     if (typeof options?.key !== 'function') {
       throw new InvalidArgumentError(`options.key must be a function returning the object key, got ${describe(options?.key)}`)
     }
-    const keyOf = options.key
-    const wrapped = async function (this: unknown, ...args: A): Promise<R> {
-      const key = keyOf.apply(this, args)
-      if (key === SKIP_LOCK) return fn.apply(this, args)
-      if (typeof key !== 'string' || key.length === 0) {
-        throw new InvalidArgumentError(`the key function must return a non-empty string or SKIP_LOCK, got ${describe(key)}`)
-      }
-      return self.run(key, () => fn.apply(this, args))
-    }
-    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the wrapper needs both its own `this` and the serializer
-    const self = this
-    Object.defineProperty(wrapped, 'name', { value: fn.name, configurable: true })
-    return wrapped
+    return keyedWrapper(fn, options.key, (key, call) => this.run(key, call))
   }
 }
 

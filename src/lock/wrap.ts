@@ -43,14 +43,29 @@ export function wrapWithLock<A extends unknown[], R>(
 ): (...args: A) => Promise<R> {
   if (typeof fn !== 'function') throw new InvalidArgumentError(`fn must be a function, got ${describe(fn)}`)
   const { keyOf, kind, acquire } = checkWrapOptions(options)
+  return keyedWrapper(fn, keyOf, (key, call) => {
+    const lock = kind === 'mutex' ? locks.mutex(key) : locks.reentrant(key)
+    return lock.withLock(call, acquire)
+  })
+}
+
+/**
+ * @internal The wrapper shared by `locks.wrap` and `serializer.wrap`: computes each call's key
+ * (with the call's `this`), runs the call directly on {@link SKIP_LOCK}, refuses anything but a
+ * non-empty string, and otherwise hands the call to `run`. Keeps `fn`'s name and length.
+ */
+export function keyedWrapper<A extends unknown[], R>(
+  fn: (...args: A) => Promise<R> | R,
+  keyOf: KeyFunction<A>,
+  run: (key: string, call: () => Promise<R> | R) => Promise<R>,
+): (...args: A) => Promise<R> {
   const wrapped = async function (this: unknown, ...args: A): Promise<R> {
     const key = keyOf.apply(this, args)
     if (key === SKIP_LOCK) return fn.apply(this, args)
     if (typeof key !== 'string' || key.length === 0) {
       throw new InvalidArgumentError(`the key function must return a non-empty string or SKIP_LOCK, got ${describe(key)}`)
     }
-    const lock = kind === 'mutex' ? locks.mutex(key) : locks.reentrant(key)
-    return lock.withLock(() => fn.apply(this, args), acquire)
+    return run(key, () => fn.apply(this, args))
   }
   Object.defineProperty(wrapped, 'name', { value: fn.name, configurable: true })
   Object.defineProperty(wrapped, 'length', { value: fn.length, configurable: true })

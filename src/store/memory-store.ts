@@ -7,6 +7,7 @@
 import { InvalidArgumentError } from '../errors.js'
 import { describe, MAX_NAME_LENGTH } from '../protocol/keys.js'
 import { sleep } from '../internal/sleep.js'
+import { WakeList } from '../internal/wake-list.js'
 import {
   monotonicClock,
   type Clock,
@@ -47,7 +48,7 @@ export interface MemoryStoreOptions {
 export class MemoryStore implements LockStore {
   readonly clock: Clock
   readonly #entries = new Map<string, Entry>()
-  readonly #releaseWaiters = new Map<string, Set<() => void>>()
+  readonly #releaseWaiters = new WakeList()
   readonly #watches = new Set<{ lease: MemoryLease; onLost: (reason: StoreLossReason) => void }>()
   readonly #contended = new Map<string, number>()
   #fence = 0n
@@ -128,25 +129,7 @@ export class MemoryStore implements LockStore {
   waitForRelease(key: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
     // an already-aborted signal never fires 'abort' again
     if (this.#closed || signal?.aborted) return sleep(timeoutMs, signal)
-    return new Promise((resolve) => {
-      let set = this.#releaseWaiters.get(key)
-      if (!set) {
-        set = new Set()
-        this.#releaseWaiters.set(key, set)
-      }
-      const s = set
-      const done = (): void => {
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', done)
-        s.delete(done)
-        if (s.size === 0) this.#releaseWaiters.delete(key)
-        resolve()
-      }
-      // a caller awaits this: the timer keeps the process alive
-      const timer = setTimeout(done, Math.max(0, timeoutMs))
-      signal?.addEventListener('abort', done, { once: true })
-      s.add(done)
-    })
+    return this.#releaseWaiters.wait(key, timeoutMs, signal)
   }
 
   contendedSince(key: string, since: number): boolean {
@@ -180,7 +163,7 @@ export class MemoryStore implements LockStore {
 
   async close(): Promise<void> {
     this.#closed = true
-    for (const set of this.#releaseWaiters.values()) for (const done of [...set]) done()
+    this.#releaseWaiters.wakeAll()
   }
 
   #live(key: string, now: number): Entry | undefined {
@@ -193,8 +176,7 @@ export class MemoryStore implements LockStore {
   }
 
   #wake(key: string): void {
-    const set = this.#releaseWaiters.get(key)
-    if (set) for (const done of [...set]) done()
+    this.#releaseWaiters.wake(key)
   }
 
   #own(lease: Lease): MemoryLease {

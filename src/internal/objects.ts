@@ -1,0 +1,6 @@
+/** A copy of `o` without its undefined properties, so spreading it over defaults keeps the defaults. */
+export function stripUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {}
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v
+  return out
+}
