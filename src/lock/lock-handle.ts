@@ -37,12 +37,6 @@ export class LockHandle implements AsyncDisposable {
    * reached: the code runs without mutual exclusion. Always true otherwise.
    */
   readonly locked: boolean
-  /**
-   * Fencing token: strictly increases per key across successive holders (memcached: boot epoch
-   * and acquire CAS). Pass it to the resource you protect and have it reject lower tokens.
-   * `0n` when `locked` is false.
-   */
-  readonly fencingToken: bigint
 
   /** True when the lock was taken only after waiting (another holder had it at first). */
   readonly waited: boolean
@@ -58,6 +52,8 @@ export class LockHandle implements AsyncDisposable {
   #lease: Lease | null
   #state: HandleState = 'held'
   #op: Promise<unknown> = Promise.resolve()
+  /** Operations chained on `#op` and not yet settled. */
+  #pending = 0
   readonly #renewJob: WheelJob = { bucket: NaN, run: () => this.#renew() }
   readonly #expiryJob: WheelJob = { bucket: NaN, run: () => this.#onExpiry() }
   #exactTimer: NodeJS.Timeout | null = null
@@ -78,7 +74,6 @@ export class LockHandle implements AsyncDisposable {
     this.waited = acquisition.waited
     this.requestedAt = acquisition.requestedAt
     this.locked = lease !== null
-    this.fencingToken = lease?.fence ?? 0n
     this.#lease = lease
     this.#store = store
     this.#config = config
@@ -87,6 +82,15 @@ export class LockHandle implements AsyncDisposable {
       this.#unwatch = store.watchLease(lease, (reason, cause) => this.#lose(reason, cause))
       this.#schedule()
     }
+  }
+
+  /**
+   * Fencing token: strictly increases per key across successive holders (memcached: boot epoch
+   * and acquire CAS). Pass it to the resource you protect and have it reject lower tokens.
+   * `0n` when `locked` is false.
+   */
+  get fencingToken(): bigint {
+    return this.#lease?.fence ?? 0n
   }
 
   /** Aborts, with a {@link LockLostError} as `reason`, when the lease is lost. Never aborts after release. */
@@ -169,13 +173,10 @@ export class LockHandle implements AsyncDisposable {
     const wasLost = this.#state === 'lost'
     this.#state = 'released'
     this.#stopTimers()
+    // nothing in flight (the usual case): delete at once
+    if (this.#pending === 0) return this.#delete(wasLost)
     // wait for an extension in flight: it changes the CAS the delete must compare against
-    const p = this.#op.then(
-      () => this.#delete(wasLost),
-      () => this.#delete(wasLost),
-    )
-    this.#op = p.catch(() => {})
-    return p
+    return this.#chain(() => this.#delete(wasLost))
   }
 
   /** `await using handle = await lock.acquire()`: releases at the end of the scope; release errors are reported as events, not thrown. */
@@ -210,8 +211,12 @@ export class LockHandle implements AsyncDisposable {
   }
 
   #chain<T>(fn: () => Promise<T>): Promise<T> {
+    this.#pending++
     const p = this.#op.then(fn, fn)
-    this.#op = p.catch(() => {})
+    const settled = (): void => {
+      this.#pending--
+    }
+    this.#op = p.then(settled, settled)
     return p
   }
 

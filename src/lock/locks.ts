@@ -68,7 +68,6 @@ export class Locks extends EventEmitter {
   /** Holders per key in this process (a queue exists only while someone here waits). */
   readonly #holders = new Map<string, number>()
   readonly #active = new Set<LockHandle>()
-  readonly #ended = new WeakSet<LockHandle>()
   readonly #handoffYieldMs: number
   #wheel!: TimerWheel
   #closed = false
@@ -254,10 +253,8 @@ export class Locks extends EventEmitter {
   }
 
   #end(h: LockHandle): void {
-    if (this.#ended.has(h)) return
-    this.#ended.add(h)
-    this.#active.delete(h)
-    if (!h.locked) return
+    // only held handles are active; a handle ends once (a release after a loss ends nothing more)
+    if (!this.#active.delete(h)) return
     const n = (this.#holders.get(h.key) ?? 1) - 1
     if (n > 0) this.#holders.set(h.key, n)
     else this.#holders.delete(h.key)

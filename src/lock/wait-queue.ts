@@ -1,9 +1,11 @@
 /**
  * The waiters of one key inside one process: served in FIFO order by a single poller, so a
- * process never floods the server however many of its callers wait. Between attempts the
- * poller sleeps with capped exponential backoff and full jitter, never longer than the
- * holder's remaining TTL, and wakes early on a push (the store's `waitForRelease`) or when a
- * holder in this process releases.
+ * process never floods the server however many of its callers wait. Across processes the head
+ * takes a ticket in the store's advisory waiting line: the next in line polls every
+ * millisecond, the others sleep until about their turn. Without a line, the poller sleeps with
+ * capped exponential backoff and full jitter. Sleeps never outlast the holder's remaining TTL,
+ * and end early when a holder in this process releases, or on a push (the store's
+ * `waitForRelease`) once a wait is long.
  */
 import { LockAbortedError, LockTimeoutError } from '../errors.js'
 import { sleep } from '../internal/sleep.js'
@@ -35,10 +37,10 @@ export interface QueueHooks {
   idle(): void
 }
 
-/** How long the next waiter in line polls back to back before falling back to sleeps and push wake-ups. */
-const EAGER_POLL_MS = 50
-/** A waiter behind others in line, woken by a release, waits this long so the one ahead (polling) takes it. */
-const HANDOFF_GRACE_MS = 2
+/** How long the next waiter in line polls every millisecond before falling back to backoff. */
+const NEXT_POLL_WINDOW_MS = 50
+/** Waits longer than this also listen for releases pushed by the server (see `waitForRelease`). */
+const PUSH_AFTER_MS = 100
 
 export class WaitQueue {
   readonly #key: string
@@ -52,6 +54,10 @@ export class WaitQueue {
   #yieldUntil = 0
   /** Last time (store clock) an attempt here found the key taken. */
   #lastContendedAt = -Infinity
+  /** The waiting line's served counter as last seen, when it changed, and how fast it moves (ms per ticket; 0: unknown). */
+  #lastServing = -1
+  #lastServedAt = -Infinity
+  #servedEvery = 0
 
   constructor(key: string, store: LockStore, hooks: QueueHooks) {
     this.#key = key
@@ -130,10 +136,15 @@ export class WaitQueue {
     let attempt = 0
     let head: Waiter | undefined
     let current: Waiter | undefined
-    /** The head's ticket in the cross-process waiting line (advisory; NaN when the store has none). */
+    /** The head's ticket in the cross-process waiting line (advisory; NaN when it has none). */
     let ticket = NaN
-    /** When the head learned it is next in line (store clock), for the bounded eager-polling window. */
+    let joined = false
+    /** Where the head stands in the line, as last seen: next polls, behind sleeps until about its turn. */
+    let position: 'unknown' | 'next' | 'behind' = 'unknown'
+    /** When the head became next in line (store clock), for the bounded polling window. */
     let nextSince = NaN
+    /** When the head started waiting in this queue: push wake-ups only for long waits. */
+    let since = NaN
     try {
       while ((head = this.#waiters[0]) !== undefined) {
         if (head.done) {
@@ -141,15 +152,20 @@ export class WaitQueue {
           continue
         }
         if (head !== current) {
+          // a head that leaves while next in line (timed out, aborted) passes its turn on
+          if (position === 'next' && !Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
           current = head
           attempt = 0
           ticket = NaN
+          joined = false
+          position = 'unknown'
           nextSince = NaN
+          since = this.#store.clock.now()
         }
         const o = head.opts
         if (this.#hooks.holders() > 0) {
           // someone here holds it: wait for their release (a local wake) rather than ask the server
-          await this.#sleep(head, o.retryMaxDelayMs)
+          await this.#sleep(head, o.retryMaxDelayMs, false)
           continue
         }
         const yieldMs = this.#yieldUntil - this.#store.clock.now()
@@ -157,12 +173,20 @@ export class WaitQueue {
           await sleep(yieldMs, head.wake.signal)
           continue
         }
+        // the first attempt from the queue also takes a ticket (same write): FIFO across processes
+        const entering = !joined && this.#store.enterQueue ? this.#store.enterQueue(this.#key).catch(() => NaN) : null
+        joined = true
         let result
         try {
-          result = await this.#store.create(this.#key, o.ttlMs, head.owner, { wantRemaining: true, wantServing: !Number.isNaN(ticket) })
+          result = await this.#store.create(this.#key, o.ttlMs, head.owner, {
+            wantRemaining: position !== 'next',
+            wantServing: position !== 'next' && (entering !== null || !Number.isNaN(ticket)),
+          })
         } catch (error) {
           this.#finish(head, { error })
           continue
+        } finally {
+          if (entering) ticket = await entering
         }
         if (result.acquired) {
           const lease = result.lease
@@ -172,54 +196,78 @@ export class WaitQueue {
             continue
           }
           if (!Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
+          position = 'unknown'
           this.#hooks.granted()
           this.#finish(head, { lease })
           continue
         }
         attempt++
-        this.#lastContendedAt = this.#store.clock.now()
-        if (Number.isNaN(ticket) && this.#store.enterQueue) {
-          ticket = await this.#store.enterQueue(this.#key).catch(() => NaN)
-        }
         const now = this.#store.clock.now()
-        if (result.serving !== undefined && ticket <= result.serving + 1) {
-          // next in line: poll back to back for a bounded while, so the hand-over takes about one round trip
-          if (Number.isNaN(nextSince)) nextSince = now
-          if (now - nextSince < EAGER_POLL_MS) {
-            await new Promise<void>((resolve) => setImmediate(resolve))
-            continue
-          }
+        this.#lastContendedAt = now
+        if (result.serving !== undefined && !Number.isNaN(ticket)) {
+          this.#observeServing(result.serving, now)
+          const next = ticket <= result.serving + 1
+          if (next && position !== 'next') nextSince = now
+          position = next ? 'next' : 'behind'
         }
-        const cap = Math.min(o.retryMaxDelayMs, o.retryMinDelayMs * 2 ** Math.min(attempt, 20))
-        let delay = Math.max(1, Math.random() * cap)
+        let delay: number
+        if (position === 'next' && now - nextSince < NEXT_POLL_WINDOW_MS) {
+          // next in line: poll every millisecond for a while, so a short hold is handed over within
+          // about a millisecond, without spinning (a spinning waiter takes CPU from the holder)
+          delay = 1
+        } else if (position === 'behind' && this.#servedEvery > 0) {
+          // behind others: sleep until about our turn, judged by how fast the line has been moving
+          delay = Math.max(1, (ticket - ((result.serving as number) + 1)) * this.#servedEvery * 0.8)
+        } else {
+          const cap = Math.min(o.retryMaxDelayMs, o.retryMinDelayMs * 2 ** Math.min(attempt, 20))
+          delay = Math.max(1, Math.random() * cap)
+        }
+        delay = Math.min(delay, o.retryMaxDelayMs)
         // the holder's lease cannot outlive its TTL: no point sleeping past it
         if (result.remainingMs !== undefined) delay = Math.min(delay, result.remainingMs + 1)
         delay = Math.min(delay, head.deadline - now)
-        if (delay > 0) {
-          const behind = result.serving !== undefined && ticket > result.serving + 1
-          const woke = await this.#sleep(head, delay)
-          // someone is ahead of us in line and polls for this release: let them have it first
-          if (woke && behind) await sleep(HANDOFF_GRACE_MS, head.wake.signal)
-        }
+        if (delay <= 0) continue
+        // with a waiting line, push wake-ups (a wake-up per store on the server for every watching
+        // process) are worth it only for long waits, where polling would be slow
+        const woke = await this.#sleep(head, delay, !this.#store.enterQueue || now - since >= PUSH_AFTER_MS)
+        if (woke === 'timer' && position === 'behind') position = 'unknown'
       }
     } finally {
+      if (position === 'next' && !Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
       this.#pumping = false
       if (this.idle) this.#onIdle()
     }
   }
 
-  /** Sleeps up to `ms`; wakes early on a push from the store, a local release, or the head's timeout/abort. True when woken early. */
-  async #sleep(head: Waiter, ms: number): Promise<boolean> {
+  /** Learns how fast the waiting line moves (ms per served ticket, smoothed) from the served counter. */
+  #observeServing(serving: number, now: number): void {
+    if (serving > this.#lastServing && Number.isFinite(this.#lastServedAt)) {
+      const sample = (now - this.#lastServedAt) / (serving - this.#lastServing)
+      this.#servedEvery = this.#servedEvery > 0 ? this.#servedEvery * 0.7 + sample * 0.3 : sample
+    }
+    if (serving !== this.#lastServing) {
+      this.#lastServing = serving
+      this.#lastServedAt = now
+    }
+  }
+
+  /**
+   * Sleeps up to `ms`; wakes early on a local release, the head's timeout/abort, or (with
+   * `push`) a release pushed by the store. Says what woke it.
+   */
+  async #sleep(head: Waiter, ms: number, push: boolean): Promise<'timer' | 'push' | 'local' | 'done'> {
     const local = new AbortController()
     this.#localWake = local
     const signal = AbortSignal.any([head.wake.signal, local.signal])
     const started = this.#store.clock.now()
     try {
-      if (this.#store.waitForRelease && this.#hooks.holders() === 0) await this.#store.waitForRelease(this.#key, ms, signal)
+      if (push && this.#store.waitForRelease && this.#hooks.holders() === 0) await this.#store.waitForRelease(this.#key, ms, signal)
       else await sleep(ms, signal)
     } finally {
       if (this.#localWake === local) this.#localWake = null
     }
-    return this.#store.clock.now() - started < ms - 1
+    if (head.wake.signal.aborted) return 'done'
+    if (local.signal.aborted) return 'local'
+    return this.#store.clock.now() - started < ms - 1 ? 'push' : 'timer'
   }
 }

@@ -46,14 +46,27 @@ interface LeaseState {
 }
 
 class MemcachedLease implements Lease {
+  #fence: bigint | null
+  readonly #bootEpoch: number
+
   constructor(
     readonly key: string,
     readonly token: string,
-    readonly fence: bigint,
+    /** The fence, or null to build it from `bootEpoch` and the acquire CAS when first read. */
+    fence: bigint | null,
     readonly validUntil: number,
     readonly server: string,
     /** @internal */ readonly state: LeaseState,
-  ) {}
+    bootEpoch = 0,
+  ) {
+    this.#fence = fence
+    this.#bootEpoch = bootEpoch
+  }
+
+  /** Built on first use: most leases are released without anyone reading it. */
+  get fence(): bigint {
+    return (this.#fence ??= makeFence(this.#bootEpoch, BigInt(this.state.cas)))
+  }
 }
 
 interface Watch {
@@ -121,13 +134,15 @@ export class MemcachedStore implements LockStore {
       const id = conn.identity as ServerIdentity
       this.#refuseIfUnsafe(conn, id, ttlMs)
       const cas = casOf(conn, reply, 'ms ME')
-      const lease = new MemcachedLease(key, token, makeFence(id.bootEpoch, BigInt(cas)), start + ttlMs - driftMs(ttlMs), conn.name, {
-        wire,
-        conn,
-        value,
-        cas,
-        generation: conn.generation,
-      })
+      const lease = new MemcachedLease(
+        key,
+        token,
+        null,
+        start + ttlMs - driftMs(ttlMs),
+        conn.name,
+        { wire, conn, value, cas, generation: conn.generation },
+        id.bootEpoch,
+      )
       return { acquired: true, lease }
     }
     if (reply.status !== 'NS') throw unexpected(conn, 'ms ME', reply)
@@ -449,7 +464,8 @@ function withFence(value: string, fence: bigint): string {
 /** The CAS of a store's reply: memcached sends a decimal 64-bit unsigned integer; anything else is a protocol error. */
 function casOf(conn: Connection, reply: MetaReply, what: string): string {
   const c = reply.flags.c
-  if (c === undefined || !/^\d{1,20}$/.test(c) || BigInt(c) > 0xffffffffffffffffn) {
+  // up to 19 digits always fits in 64 bits; only a 20-digit CAS needs the range check
+  if (c === undefined || !/^\d{1,20}$/.test(c) || (c.length === 20 && BigInt(c) > 0xffffffffffffffffn)) {
     throw new ProtocolError(`${conn.name} answered ${what} with ${c === undefined ? 'no CAS' : `a bad CAS ${JSON.stringify(c.slice(0, 24))}`}`)
   }
   return c

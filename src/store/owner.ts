@@ -3,17 +3,17 @@ import { hostname } from 'node:os'
 import type { OwnerInfo } from './lock-store.js'
 
 let host: string | undefined
-let pool = Buffer.alloc(0)
+let pool = ''
 let pos = 0
 
 /** A new owner token: 128 random bits from `crypto`, hex. Drawn from a pooled buffer (one syscall per 256 tokens). */
 export function newToken(): string {
-  if (pos + 16 > pool.length) {
-    pool = randomBytes(4096)
+  if (pos + 32 > pool.length) {
+    pool = randomBytes(4096).toString('hex')
     pos = 0
   }
-  const t = pool.toString('hex', pos, pos + 16)
-  pos += 16
+  const t = pool.slice(pos, pos + 32)
+  pos += 32
   return t
 }
 

@@ -17,7 +17,7 @@ export interface MemcachedStoreOptions extends ConnectionOptions {
   prefix?: string
   /** Use this client instead of creating one (it is not closed with the store). */
   client?: MemcachedClient
-  /** Wake waiters when a lock is released, through a `watch mutations` connection per server. @default true */
+  /** Wake long waits (over 100 ms) when a lock is released, through a `watch mutations` connection per server. @default true */
   pushWakeups?: boolean
   /** Release with a compare-and-expire store (`ms T-1 C<cas>`), which `watch` reports, instead of `md C<cas>`. @default true */
   releaseAsStore?: boolean

@@ -294,6 +294,57 @@ describe('mutex', () => {
     assert.equal(await a.inspect(key), null);
   });
 
+  test('waiting line - tickets increase, markServed moves the line, and a waiter reads where it stands', async () => {
+    const a = open();
+    const store = a.store as MemcachedStore;
+    const key = uniqueKey('line');
+    const owner = { host: 'test', pid: 1, since: Date.now() };
+    const held = await store.create(key, 5000, owner);
+    assert.ok(held.acquired);
+    const t1 = await store.enterQueue(key);
+    const t2 = await store.enterQueue(key);
+    assert.ok(Number.isInteger(t1) && t2 === t1 + 1, `tickets ${t1}, ${t2}`);
+    assert.equal(await store.hasWaiters(key), true);
+    const before = await store.create(key, 5000, owner, { wantServing: true });
+    assert.equal(before.acquired, false);
+    assert.ok(!before.acquired && before.serving !== undefined && t1 <= before.serving + 1, 'the first ticket is next');
+    store.markServed(key, t1);
+    await eventually(async () => {
+      const r = await store.create(key, 5000, owner, { wantServing: true });
+      assert.ok(!r.acquired && r.serving === t1, 'the line serves the first ticket');
+    }, SOON_MS);
+    store.markServed(key, t2);
+    await eventually(async () => assert.equal(await store.hasWaiters(key), false), SOON_MS);
+    assert.equal(await store.delete(held.lease), true);
+  });
+
+  test('waiting line - a waiter in another client gets a short hold within the hang guard, and nothing overlaps', async () => {
+    const clients = [open(), open(), open()];
+    const key = uniqueKey('handover');
+    let inside = 0;
+    let overlaps = 0;
+    let done = 0;
+    await within(
+      Promise.all(
+        clients.map(async (locks) => {
+          for (let i = 0; i < 20; i++) {
+            const h = await locks.mutex(key).acquire({ waitMs: 30_000 });
+            if (++inside > 1) overlaps++;
+            await sleep(2);
+            inside--;
+            assert.equal(await h.release(), true);
+            done++;
+          }
+        }),
+      ),
+      SOON_MS * 3,
+      '60 short holds by three clients',
+    );
+    assert.equal(done, 60);
+    assert.equal(overlaps, 0);
+    assert.equal(await clients[0]!.inspect(key), null);
+  });
+
   test('fencing - tokens strictly increase across holders of a key, across clients', async () => {
     const clients = [open(), open(), open()];
     const key = uniqueKey('fencing');
