@@ -65,6 +65,9 @@ export class TimerWheel {
           due.push(job)
         }
         this.#buckets.delete(bucket)
+      } else if (set.size === 0) {
+        // emptied by cancellations: not worth a wake-up of its own
+        this.#buckets.delete(bucket)
       } else if (bucket < next) next = bucket
     }
     for (const job of due) {

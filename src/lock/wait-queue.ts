@@ -139,12 +139,17 @@ export class WaitQueue {
     /** The head's ticket in the cross-process waiting line (advisory; NaN when it has none). */
     let ticket = NaN
     let joined = false
-    /** Where the head stands in the line, as last seen: next polls, behind sleeps until about its turn. */
-    let position: 'unknown' | 'next' | 'behind' = 'unknown'
+    /** Whether the head was next in line at its last attempt: next polls, the others sleep until about their turn. */
+    let next = false
     /** When the head became next in line (store clock), for the bounded polling window. */
     let nextSince = NaN
     /** When the head started waiting in this queue: push wake-ups only for long waits. */
     let since = NaN
+    /** A head that leaves while next in line (timed out, aborted) hands the turn on. */
+    const passTurn = (): void => {
+      if (next && !Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
+      next = false
+    }
     try {
       while ((head = this.#waiters[0]) !== undefined) {
         if (head.done) {
@@ -152,13 +157,11 @@ export class WaitQueue {
           continue
         }
         if (head !== current) {
-          // a head that leaves while next in line (timed out, aborted) passes its turn on
-          if (position === 'next' && !Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
+          passTurn()
           current = head
           attempt = 0
           ticket = NaN
           joined = false
-          position = 'unknown'
           nextSince = NaN
           since = this.#store.clock.now()
         }
@@ -179,8 +182,8 @@ export class WaitQueue {
         let result
         try {
           result = await this.#store.create(this.#key, o.ttlMs, head.owner, {
-            wantRemaining: position !== 'next',
-            wantServing: position !== 'next' && (entering !== null || !Number.isNaN(ticket)),
+            wantRemaining: !next,
+            wantServing: !next && (entering !== null || !Number.isNaN(ticket)),
           })
         } catch (error) {
           this.#finish(head, { error })
@@ -195,8 +198,9 @@ export class WaitQueue {
             this.#store.delete(lease).catch(() => {})
             continue
           }
+          // served: the line moves on (and there is no turn left to pass on)
           if (!Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
-          position = 'unknown'
+          next = false
           this.#hooks.granted()
           this.#finish(head, { lease })
           continue
@@ -204,20 +208,21 @@ export class WaitQueue {
         attempt++
         const now = this.#store.clock.now()
         this.#lastContendedAt = now
-        if (result.serving !== undefined && !Number.isNaN(ticket)) {
-          this.#observeServing(result.serving, now)
-          const next = ticket <= result.serving + 1
-          if (next && position !== 'next') nextSince = now
-          position = next ? 'next' : 'behind'
+        const serving = Number.isNaN(ticket) ? undefined : result.serving
+        if (serving !== undefined) {
+          this.#observeServing(serving, now)
+          const isNext = ticket <= serving + 1
+          if (isNext && !next) nextSince = now
+          next = isNext
         }
         let delay: number
-        if (position === 'next' && now - nextSince < NEXT_POLL_WINDOW_MS) {
+        if (next && now - nextSince < NEXT_POLL_WINDOW_MS) {
           // next in line: poll every millisecond for a while, so a short hold is handed over within
           // about a millisecond, without spinning (a spinning waiter takes CPU from the holder)
           delay = 1
-        } else if (position === 'behind' && this.#servedEvery > 0) {
+        } else if (serving !== undefined && !next && this.#servedEvery > 0) {
           // behind others: sleep until about our turn, judged by how fast the line has been moving
-          delay = Math.max(1, (ticket - ((result.serving as number) + 1)) * this.#servedEvery * 0.8)
+          delay = Math.max(1, (ticket - (serving + 1)) * this.#servedEvery * 0.8)
         } else {
           const cap = Math.min(o.retryMaxDelayMs, o.retryMinDelayMs * 2 ** Math.min(attempt, 20))
           delay = Math.max(1, Math.random() * cap)
@@ -229,11 +234,10 @@ export class WaitQueue {
         if (delay <= 0) continue
         // with a waiting line, push wake-ups (a wake-up per store on the server for every watching
         // process) are worth it only for long waits, where polling would be slow
-        const woke = await this.#sleep(head, delay, !this.#store.enterQueue || now - since >= PUSH_AFTER_MS)
-        if (woke === 'timer' && position === 'behind') position = 'unknown'
+        await this.#sleep(head, delay, !this.#store.enterQueue || now - since >= PUSH_AFTER_MS)
       }
     } finally {
-      if (position === 'next' && !Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
+      passTurn()
       this.#pumping = false
       if (this.idle) this.#onIdle()
     }
@@ -253,21 +257,17 @@ export class WaitQueue {
 
   /**
    * Sleeps up to `ms`; wakes early on a local release, the head's timeout/abort, or (with
-   * `push`) a release pushed by the store. Says what woke it.
+   * `push`) a release pushed by the store.
    */
-  async #sleep(head: Waiter, ms: number, push: boolean): Promise<'timer' | 'push' | 'local' | 'done'> {
+  async #sleep(head: Waiter, ms: number, push: boolean): Promise<void> {
     const local = new AbortController()
     this.#localWake = local
     const signal = AbortSignal.any([head.wake.signal, local.signal])
-    const started = this.#store.clock.now()
     try {
       if (push && this.#store.waitForRelease && this.#hooks.holders() === 0) await this.#store.waitForRelease(this.#key, ms, signal)
       else await sleep(ms, signal)
     } finally {
       if (this.#localWake === local) this.#localWake = null
     }
-    if (head.wake.signal.aborted) return 'done'
-    if (local.signal.aborted) return 'local'
-    return this.#store.clock.now() - started < ms - 1 ? 'push' : 'timer'
   }
 }

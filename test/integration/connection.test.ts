@@ -105,6 +105,22 @@ function waitForEvent<T extends unknown[]>(emitter: { once(event: string, fn: (.
   })
 }
 
+/** Runs `body` with a connection to a fake server that answers with `handler`; closes both afterwards. */
+async function withFake(
+  handler: FakeHandler,
+  ...args: [body: (conn: Connection, fake: FakeServer) => Promise<void>] | [options: ConnectionOptions, body: (conn: Connection, fake: FakeServer) => Promise<void>]
+): Promise<void> {
+  const [options, body] = args.length === 1 ? [{}, args[0]] : args
+  const fake = await FakeServer.start(handler)
+  const conn = connect(fake, options)
+  try {
+    await body(conn, fake)
+  } finally {
+    await conn.close()
+    await fake.close()
+  }
+}
+
 /** Resolves when the peer closed `socket` (server side of a FakeServer connection). */
 function waitForClose(socket: net.Socket, timeoutMs = 2000): Promise<void> {
   if (socket.destroyed || socket.readableEnded) return Promise.resolve()
@@ -710,9 +726,7 @@ describe('Connection - connect failures', () => {
   })
 
   test('connection - connect timeout against a server that accepts and never answers', async () => {
-    const fake = await FakeServer.start(blackHole())
-    const conn = connect(fake, { connectTimeoutMs: 300, requestTimeoutMs: 2000 })
-    try {
+    await withFake(blackHole(), { connectTimeoutMs: 300, requestTimeoutMs: 2000 }, async (conn, fake) => {
       const t0 = performance.now()
       const err = await rejectsWith(conn.connect(), ConnectTimeoutError, 'ERR_CONNECT_TIMEOUT', /within 300 ms/)
       const elapsed = performance.now() - t0
@@ -721,36 +735,23 @@ describe('Connection - connect failures', () => {
       assert.equal(conn.state, 'down')
       assert.match(fake.receivedText, /^stats\r\nstats settings\r\n/)
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - connect timeout governs the handshake even when requestTimeoutMs is shorter', async () => {
-    const fake = await FakeServer.start(blackHole())
-    const conn = connect(fake, { connectTimeoutMs: 400, requestTimeoutMs: 100 })
-    try {
+    await withFake(blackHole(), { connectTimeoutMs: 400, requestTimeoutMs: 100 }, async (conn) => {
       const t0 = performance.now()
       await rejectsWith(conn.connect(), ConnectTimeoutError, 'ERR_CONNECT_TIMEOUT')
       const elapsed = performance.now() - t0
       assert.ok(elapsed >= 390 && elapsed < 1400, `timed out after ${elapsed.toFixed(0)} ms`)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - requests queued while connecting fail with the connect error', async () => {
-    const fake = await FakeServer.start(blackHole())
-    const conn = connect(fake, { connectTimeoutMs: 300 })
-    try {
+    await withFake(blackHole(), { connectTimeoutMs: 300 }, async (conn) => {
       const queued = [conn.metaNoop(), conn.metaGet(uniqueKey('queued'), ['v'])]
       for (const p of queued) await rejectsWith(p, ConnectTimeoutError, 'ERR_CONNECT_TIMEOUT')
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 })
 
@@ -838,7 +839,7 @@ describe('Connection - fake server', () => {
       }
     }
     let chain = Promise.resolve()
-    const fake = await FakeServer.start((socket, server) => {
+    const handler: FakeHandler = (socket, server) => {
       socket.setNoDelay(true)
       replyWith((line) => {
         let reply: string | null = null
@@ -852,9 +853,8 @@ describe('Connection - fake server', () => {
         }
         return null
       })(socket, server)
-    })
-    const conn = connect(fake, { connectTimeoutMs: 3000, requestTimeoutMs: 3000 })
-    try {
+    }
+    await withFake(handler, { connectTimeoutMs: 3000, requestTimeoutMs: 3000 }, async (conn) => {
       await conn.connect()
       assert.equal(conn.identity?.pid, 4242)
       assert.equal(conn.identity?.bootEpoch, 1795670520)
@@ -866,43 +866,32 @@ describe('Connection - fake server', () => {
         assert.equal(r.flags.c, '7')
       }
       assert.equal(n.status, 'MN')
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a garbage reply is a ProtocolError and the connection is closed', async () => {
-    const fake = await FakeServer.start(fakeMemcached((line) => (line.startsWith('mg ') ? 'HELLO THERE\r\n' : null)))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached((line) => (line.startsWith('mg ') ? 'HELLO THERE\r\n' : null)), async (conn, fake) => {
       await conn.connect()
       const outcomes = await settleAll([conn.metaGet(uniqueKey('garbage'), ['v']), conn.metaNoop()])
       assertError(reasonOf(outcomes[0]), ProtocolError, 'ERR_PROTOCOL', /HELLO THERE/)
       assertError(reasonOf(outcomes[1]), ConnectionClosedError, 'ERR_CONNECTION_CLOSED')
       await waitForClose(fake.connections[0] as net.Socket)
       assert.notEqual(conn.state, 'ready')
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - replies that arrive in the same chunk before garbage are still delivered', async () => {
     let first: string | undefined
-    const fake = await FakeServer.start(
-      fakeMemcached((line) => {
-        if (!line.startsWith('mg ')) return null
-        if (first === undefined) {
-          first = opaqueOf(line)
-          return null
-        }
-        // one write: a valid reply for the first request, then garbage for the second
-        return `EN O${first}\r\nGARBAGE\r\n`
-      }),
-    )
-    const conn = connect(fake)
-    try {
+    const handler = fakeMemcached((line) => {
+      if (!line.startsWith('mg ')) return null
+      if (first === undefined) {
+        first = opaqueOf(line)
+        return null
+      }
+      // one write: a valid reply for the first request, then garbage for the second
+      return `EN O${first}\r\nGARBAGE\r\n`
+    })
+    await withFake(handler, async (conn, fake) => {
       await conn.connect()
       const [ok, bad, after] = await settleAll([
         conn.metaGet(uniqueKey('before-garbage'), ['v']),
@@ -914,57 +903,37 @@ describe('Connection - fake server', () => {
       assertError(reasonOf(bad), ProtocolError, 'ERR_PROTOCOL', /GARBAGE/)
       assertError(reasonOf(after), ConnectionClosedError, 'ERR_CONNECTION_CLOSED')
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a reply with the wrong opaque is a ProtocolError and the connection is closed', async () => {
-    const fake = await FakeServer.start(fakeMemcached((line) => (line.startsWith('mg ') ? `EN O${Number(opaqueOf(line)) + 1}\r\n` : null)))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached((line) => (line.startsWith('mg ') ? `EN O${Number(opaqueOf(line)) + 1}\r\n` : null)), async (conn, fake) => {
       await conn.connect()
       const err = await rejectsWith(conn.metaGet(uniqueKey('opaque'), ['v']), ProtocolError, 'ERR_PROTOCOL', /does not match its request/)
       assert.ok(err)
       await waitForClose(fake.connections[0] as net.Socket)
       assert.notEqual(conn.state, 'ready')
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a meta reply without an opaque is a ProtocolError', async () => {
-    const fake = await FakeServer.start(fakeMemcached((line) => (line.startsWith('mg ') ? 'EN\r\n' : null)))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached((line) => (line.startsWith('mg ') ? 'EN\r\n' : null)), async (conn, fake) => {
       await conn.connect()
       await rejectsWith(conn.metaGet(uniqueKey('no-opaque'), ['v']), ProtocolError, 'ERR_PROTOCOL')
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a reply of the wrong kind is a ProtocolError', async () => {
-    const fake = await FakeServer.start(fakeMemcached((line) => (line === 'version' ? 'MN\r\n' : null)))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached((line) => (line === 'version' ? 'MN\r\n' : null)), async (conn, fake) => {
       await conn.connect()
       await rejectsWith(conn.version(), ProtocolError, 'ERR_PROTOCOL', /expected VERSION/)
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a reply nobody asked for closes the connection', async () => {
-    const fake = await FakeServer.start(fakeMemcached(answerMiss))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached(answerMiss), async (conn, fake) => {
       await conn.connect()
       const down = waitForEvent<[Error]>(conn, 'down')
       ;(fake.connections[0] as net.Socket).write('MN\r\n')
@@ -972,16 +941,11 @@ describe('Connection - fake server', () => {
       assertError(err, ConnectionClosedError, 'ERR_CONNECTION_CLOSED')
       assertError(err.cause, ProtocolError, 'ERR_PROTOCOL', /nobody asked for/)
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - CLIENT_ERROR is a ServerError and the connection is closed', async () => {
-    const fake = await FakeServer.start(fakeMemcached((line) => (line.startsWith('mg ') ? 'CLIENT_ERROR bad command line format\r\n' : answerMiss(line))))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached((line) => (line.startsWith('mg ') ? 'CLIENT_ERROR bad command line format\r\n' : answerMiss(line))), async (conn, fake) => {
       await conn.connect()
       const outcomes = await settleAll([conn.metaGet(uniqueKey('client-error'), ['v']), conn.metaNoop()])
       const err = reasonOf(outcomes[0])
@@ -990,33 +954,22 @@ describe('Connection - fake server', () => {
       assertError(reasonOf(outcomes[1]), ConnectionClosedError, 'ERR_CONNECTION_CLOSED')
       await waitForClose(fake.connections[0] as net.Socket)
       assert.notEqual(conn.state, 'ready')
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - ERROR is a ServerError and the connection is closed', async () => {
-    const fake = await FakeServer.start(fakeMemcached((line) => (line.startsWith('mg ') ? 'ERROR\r\n' : answerMiss(line))))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached((line) => (line.startsWith('mg ') ? 'ERROR\r\n' : answerMiss(line))), async (conn, fake) => {
       await conn.connect()
       const err = await rejectsWith(conn.metaGet(uniqueKey('error'), ['v']), ServerError, 'ERR_SERVER')
       assert.equal((err as ServerError).kind, 'ERROR')
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - SERVER_ERROR is a ServerError and the connection stays usable', async () => {
     let n = 0
-    const fake = await FakeServer.start(
-      fakeMemcached((line) => (line.startsWith('mg ') && ++n === 1 ? 'SERVER_ERROR out of memory storing object\r\n' : answerMiss(line))),
-    )
-    const conn = connect(fake)
-    try {
+    const handler = fakeMemcached((line) => (line.startsWith('mg ') && ++n === 1 ? 'SERVER_ERROR out of memory storing object\r\n' : answerMiss(line)))
+    await withFake(handler, async (conn, fake) => {
       await conn.connect()
       const [oom, next, noop] = await settleAll([conn.metaGet(uniqueKey('oom'), ['v']), conn.metaGet(uniqueKey('after'), ['v']), conn.metaNoop()])
       const err = reasonOf(oom)
@@ -1029,23 +982,17 @@ describe('Connection - fake server', () => {
       assert.equal((await conn.metaNoop()).status, 'MN')
       assert.equal(fake.connections.length, 1, 'no reconnect')
       assert.equal(conn.generation, 1)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a disconnect in the middle of a reply is a ConnectionClosedError', async () => {
-    const fake = await FakeServer.start(
-      fakeMemcached((line, socket) => {
-        if (!line.startsWith('mg ')) return answerMiss(line)
-        socket.write(`VA 10 O${opaqueOf(line)}\r\nabc`)
-        setTimeout(() => socket.destroy(), 20)
-        return null
-      }),
-    )
-    const conn = connect(fake)
-    try {
+    const handler = fakeMemcached((line, socket) => {
+      if (!line.startsWith('mg ')) return answerMiss(line)
+      socket.write(`VA 10 O${opaqueOf(line)}\r\nabc`)
+      setTimeout(() => socket.destroy(), 20)
+      return null
+    })
+    await withFake(handler, async (conn, fake) => {
       await conn.connect()
       const t0 = performance.now()
       const outcomes = await settleAll([conn.metaGet(uniqueKey('mid-reply'), ['v']), conn.metaNoop()])
@@ -1055,16 +1002,11 @@ describe('Connection - fake server', () => {
       await waitForState(conn, 'ready')
       assert.equal(fake.connections.length, 2)
       assert.equal(conn.generation, 2)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - the server closing the socket between replies fails nothing and reconnects', async () => {
-    const fake = await FakeServer.start(fakeMemcached(answerMiss))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached(answerMiss), async (conn, fake) => {
       await conn.connect()
       assert.equal((await conn.metaNoop()).status, 'MN')
       const down = waitForEvent<[Error]>(conn, 'down')
@@ -1073,16 +1015,11 @@ describe('Connection - fake server', () => {
       await waitForState(conn, 'ready')
       assert.equal((await conn.metaGet(uniqueKey('again'), ['v'])).status, 'EN')
       assert.equal(conn.identity?.pid, 4242)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - 64 requests in one turn go out in at most two writes', async () => {
-    const fake = await FakeServer.start(fakeMemcached(answerMiss))
-    const conn = connect(fake)
-    try {
+    await withFake(fakeMemcached(answerMiss), async (conn, fake) => {
       await conn.connect()
       const socket = fake.connections[0] as net.Socket
       let chunks = 0
@@ -1099,16 +1036,11 @@ describe('Connection - fake server', () => {
         replies.map((r) => Number(r.flags.O)),
         opaques,
       )
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - close() rejects pending requests with ClosedError, and later ones too', async () => {
-    const fake = await FakeServer.start(fakeMemcached(() => null))
-    const conn = connect(fake, { requestTimeoutMs: 5000 })
-    try {
+    await withFake(fakeMemcached(() => null), { requestTimeoutMs: 5000 }, async (conn, fake) => {
       await conn.connect()
       const pending = [conn.metaGet(uniqueKey('pending'), ['v']), conn.metaNoop(), conn.version(), conn.stats()]
       const checked = pending.map((p) => rejectsWith(p, ClosedError, 'ERR_CLOSED'))
@@ -1122,16 +1054,11 @@ describe('Connection - fake server', () => {
       await rejectsWith(conn.connect(), ClosedError, 'ERR_CLOSED')
       await conn.close() // idempotent
       await waitForClose(fake.connections[0] as net.Socket)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - close() while connecting rejects queued requests with ClosedError', async () => {
-    const fake = await FakeServer.start(blackHole())
-    const conn = connect(fake, { connectTimeoutMs: 2000 })
-    try {
+    await withFake(blackHole(), { connectTimeoutMs: 2000 }, async (conn, fake) => {
       const queued = rejectsWith(conn.metaNoop(), ClosedError, 'ERR_CLOSED')
       const connecting = conn.connect()
       connecting.catch(() => {})
@@ -1140,23 +1067,14 @@ describe('Connection - fake server', () => {
       await queued
       await rejectsWith(connecting, ClosedError, 'ERR_CLOSED', /closed while connecting/)
       assert.equal(conn.state, 'closed')
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 
   test('connection - a handshake without pid/time/uptime is refused', async () => {
-    const fake = await FakeServer.start(
-      replyWith((line) => (line === 'stats' ? 'STAT version 1.6.18\r\nEND\r\n' : line === 'stats settings' ? FAKE_SETTINGS : null)),
-    )
-    const conn = connect(fake)
-    try {
+    const handler = replyWith((line) => (line === 'stats' ? 'STAT version 1.6.18\r\nEND\r\n' : line === 'stats settings' ? FAKE_SETTINGS : null))
+    await withFake(handler, async (conn) => {
       const err = await rejectsWith(conn.connect(), ConnectionError, 'ERR_CONNECTION', /handshake/)
       assertError(err.cause, ProtocolError, 'ERR_PROTOCOL', /lack pid\/time\/uptime/)
-    } finally {
-      await conn.close()
-      await fake.close()
-    }
+    })
   })
 })

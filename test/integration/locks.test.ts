@@ -8,6 +8,7 @@ import net from 'node:net';
 import { after, afterEach, before, describe, test } from 'node:test';
 
 import {
+  type Connection,
   ConnectionError,
   InvalidArgumentError,
   LockAbortedError,
@@ -70,6 +71,17 @@ async function closedPort(): Promise<number> {
   const port = (srv.address() as net.AddressInfo).port;
   await new Promise<void>((resolve) => srv.close(() => resolve()));
   return port;
+}
+
+/** Resolves once `conn` has tried to reconnect and failed (it went connecting, then down). */
+function failedReconnect(conn: Connection): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let retrying = false;
+    conn.on('state', (state: string) => {
+      if (state === 'connecting') retrying = true;
+      else if (state === 'down' && retrying) resolve();
+    });
+  });
 }
 
 function lostEvent(locks: Locks): Promise<{ key: string; error: LockLostError; handle: LockHandle }> {
@@ -446,13 +458,7 @@ describe('restart', () => {
     const h = await a.mutex(key).acquire({ ttlMs: 30_000 });
     const conn = connectionOf(a);
     // wait for the client's first (immediate) reconnect attempt to fail: the next one is minutes away
-    const failedRetry = new Promise<void>((resolve) => {
-      let retrying = false;
-      conn.on('state', (state: string) => {
-        if (state === 'connecting') retrying = true;
-        else if (state === 'down' && retrying) resolve();
-      });
-    });
+    const failedRetry = failedReconnect(conn);
     await s.kill();
     await within(lost, SOON_MS, 'lost event');
     await within(failedRetry, SOON_MS, 'a failed reconnect attempt');
@@ -488,13 +494,7 @@ describe('restart', () => {
       const old = await stale.create(key, 30_000, owner);
       assert.ok(old.acquired);
       const conn = stale.client.connections[0]!;
-      const failedRetry = new Promise<void>((resolve) => {
-        let retrying = false;
-        conn.on('state', (state: string) => {
-          if (state === 'connecting') retrying = true;
-          else if (state === 'down' && retrying) resolve();
-        });
-      });
+      const failedRetry = failedReconnect(conn);
       await s.kill();
       await within(failedRetry, SOON_MS, 'a failed reconnect attempt');
       await s.restart();
