@@ -184,6 +184,7 @@ class RawSocket {
   #want = 0
   #got = 0
   #resolve = null
+  #onReplies = null
 
   static connect(port) {
     return new Promise((resolve, reject) => {
@@ -203,6 +204,30 @@ class RawSocket {
     sock.on('error', (err) => log(`raw socket error: ${err.message}`))
   }
 
+  /**
+   * Keeps `depth` requests (`line`) in flight until `total` replies have arrived: every data
+   * event that completes k replies writes k new requests (one write). Resolves at the end.
+   */
+  stream(line, depth, total) {
+    this.#want = total
+    this.#got = 0
+    let sent = depth
+    this.#onReplies = (k) => {
+      const more = Math.min(k, total - sent)
+      if (more > 0) {
+        sent += more
+        this.#sock.write(more === 1 ? line : line.repeat(more))
+      }
+    }
+    return new Promise((resolve) => {
+      this.#resolve = () => {
+        this.#onReplies = null
+        resolve()
+      }
+      this.#sock.write(line.repeat(depth))
+    })
+  }
+
   /** Writes `text` (one write) and resolves when `replies` whole replies have arrived. */
   send(text, replies) {
     this.#want = replies
@@ -216,6 +241,7 @@ class RawSocket {
   #onData(chunk) {
     let buf = this.#buf.length ? Buffer.concat([this.#buf, chunk]) : chunk
     let pos = 0
+    const before = this.#got
     for (;;) {
       const lf = buf.indexOf(10, pos)
       if (lf === -1) break
@@ -233,6 +259,7 @@ class RawSocket {
       this.#got++
     }
     this.#buf = pos < buf.length ? buf.subarray(pos) : Buffer.alloc(0)
+    if (this.#onReplies && this.#got > before && this.#got < this.#want) this.#onReplies(this.#got - before)
     if (this.#got >= this.#want && this.#resolve) {
       const r = this.#resolve
       this.#resolve = null
@@ -288,6 +315,20 @@ function makeRunners(raw, conn, key, wireKey) {
         }
       },
     },
+    inflight64: {
+      raw: (n) => raw.stream(line, BATCH, n),
+      client: async (n) => {
+        let left = n
+        const worker = async () => {
+          while (left > 0) {
+            left--
+            const r = await conn.metaGet(wireKey, flags)
+            if (r.status !== 'VA') throw new Error(`client: unexpected ${r.status}`)
+          }
+        }
+        await Promise.all(Array.from({ length: BATCH }, worker))
+      },
+    },
   }
 }
 
@@ -306,14 +347,14 @@ async function main() {
     if (set.status !== 'HD') throw new Error(`could not store the bench key: ${set.status}`)
 
     const runners = makeRunners(raw, conn, key, wireKey)
-    const counts = { sequential: opts.requests, batch64: Math.ceil(opts.requests / BATCH) * BATCH }
+    const counts = { sequential: opts.requests, batch64: Math.ceil(opts.requests / BATCH) * BATCH, inflight64: opts.requests * 4 }
     // warm-up: JIT and socket buffers, not measured
     for (const name of Object.keys(runners)) {
       await runners[name].raw(Math.min(counts[name], 2048))
       await runners[name].client(Math.min(counts[name], 2048))
     }
 
-    const samples = { sequential: { raw: [], client: [] }, batch64: { raw: [], client: [] } }
+    const samples = Object.fromEntries(Object.keys(runners).map((name) => [name, { raw: [], client: [] }]))
     const started = Date.now()
     for (let round = 1; round <= ROUNDS; round++) {
       for (const name of Object.keys(runners)) {

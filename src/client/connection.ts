@@ -82,6 +82,9 @@ interface Queued {
   readonly pending: Pending
 }
 
+/** Requests per socket write within one turn of the event loop (see #write). */
+const WRITE_EVERY = 32
+
 const DEFAULTS = {
   connectTimeoutMs: 2000,
   requestTimeoutMs: 2000,
@@ -108,6 +111,8 @@ export class Connection extends EventEmitter {
   #waiting: Queued[] = []
   #outbox: string[] = []
   #flushScheduled = false
+  /** This turn's requests started on an idle connection (see #write). */
+  #burst = false
   #timer: NodeJS.Timeout | null = null
   #reconnectTimer: NodeJS.Timeout | null = null
   #attempt = 0
@@ -268,16 +273,28 @@ export class Connection extends EventEmitter {
 
   #write(text: string, pending: Pending, timeoutMs = this.#opts.requestTimeoutMs): void {
     pending.deadline = performance.now() + timeoutMs
+    const idle = this.#inflightHead === this.#inflight.length
     this.#inflight.push(pending)
     if (!this.#flushScheduled) {
-      // the first request of a turn goes out at once (lowest latency); the rest of the turn's
-      // requests are batched into one write after every promise continuation has run
       this.#flushScheduled = true
       process.nextTick(this.#flush)
-      const sock = this.#socket
-      if (sock && !sock.destroyed) sock.write(text)
-    } else {
-      this.#outbox.push(text)
+      // a request on an idle connection goes out at once (lowest latency); otherwise the turn's
+      // requests are batched into one write after every promise continuation has run (replies
+      // that are still coming will wake us anyway, so waiting for the end of the turn costs nothing)
+      this.#burst = idle
+      if (idle) {
+        const sock = this.#socket
+        if (sock && !sock.destroyed) sock.write(text)
+        if (this.#timer === null) this.#armTimer()
+        return
+      }
+    }
+    if (this.#outbox.push(text) >= WRITE_EVERY && this.#burst) {
+      // a long burst on an idle connection goes out in slices, so the server works on the first
+      // requests while the rest are still being made (the two overlap on separate cores); when
+      // requests are already in flight the server is busy anyway and one write per turn is cheaper
+      this.#flush()
+      this.#flushScheduled = true
     }
     if (this.#timer === null) this.#armTimer()
   }

@@ -144,14 +144,15 @@ export class ReplyDecoder {
       const dataEnd = dataStart + len
       if (buf.length < dataEnd + 2) return undefined
       if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
-      const flags = parseFlags(tokens, 2, line)
+      const flagsAt = line.indexOf(' ', 3)
+      const flags = flagsAt === -1 ? {} : parseFlags(line, flagsAt)
       const value = Buffer.from(buf.subarray(dataStart, dataEnd))
       this.#pos = dataEnd + 2
       return { kind: 'meta', status: 'VA', flags, value }
     }
     this.#pos = lf + 1
     if (NO_VALUE_STATUSES.has(head)) {
-      const flags = sp === -1 ? {} : parseFlags(line.split(' '), 1, line)
+      const flags = sp === -1 ? {} : parseFlags(line, sp)
       return { kind: 'meta', status: head as MetaStatus, flags }
     }
     if (head === 'STAT') {
@@ -182,7 +183,8 @@ export class ReplyDecoder {
     const status = metaStatus(buf[start] as number, buf[start + 1] as number)
     if (status === null) return null
     if (status !== 'VA') {
-      const flags = parseFlagBytes(buf, start + 2, end)
+      // one string per line: crossing into C++ once (not once per flag) is most of the saving
+      const flags = start + 2 === end ? {} : parseFlags(buf.toString('latin1', start + 2, end), 0)
       this.#pos = lf + 1
       return { kind: 'meta', status, flags }
     }
@@ -198,9 +200,11 @@ export class ReplyDecoder {
     const dataEnd = dataStart + len
     if (buf.length < dataEnd + 2) return undefined
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
-    const flags = parseFlagBytes(buf, i, end)
-    // a copy: the caller may reuse its chunk, and a view would keep the whole chunk alive
-    const value = Buffer.from(buf.subarray(dataStart, dataEnd))
+    const flags = i === end ? {} : parseFlags(buf.toString('latin1', i, end), 0)
+    // a copy (from the pool for small values): a view would keep the whole chunk alive
+    const value = Buffer.allocUnsafe(len)
+    if (len <= 128) for (let k = 0; k < len; k++) value[k] = buf[dataStart + k] as number
+    else buf.copy(value, 0, dataStart, dataEnd)
     this.#pos = dataEnd + 2
     return { kind: 'meta', status: 'VA', flags, value }
   }
@@ -233,38 +237,26 @@ function metaStatus(a: number, b: number): MetaStatus | null {
   }
 }
 
-/** Flags ` c12 t30 O7 b` between `from` (a space, or `end`) and `end` (the CR). */
-function parseFlagBytes(buf: Buffer, from: number, end: number): MetaFlags {
+/**
+ * Flags ` c12 t30 O7 b` from `text`, starting at `from` (a space): one ASCII letter each, followed
+ * by a token of printable characters. Works on one string per line, slicing in JS.
+ */
+function parseFlags(text: string, from: number): MetaFlags {
   const flags: MetaFlags = {}
+  const end = text.length
   let i = from
   while (i < end) {
-    if (buf[i] !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${show(buf, from, end)}`)
-    const letter = buf[++i] as number
-    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw new ProtocolError(`bad flag in reply: ${show(buf, from, end)}`)
+    if (text.charCodeAt(i) !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${clip(text)}`)
+    const letter = text.charCodeAt(++i)
+    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw new ProtocolError(`bad flag in reply: ${clip(text)}`)
     let j = i + 1
-    while (j < end && buf[j] !== SP) {
-      const d = buf[j] as number
-      if (d <= 0x20 || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${show(buf, from, end)}`)
-      j++
+    for (; j < end; j++) {
+      const d = text.charCodeAt(j)
+      if (d === SP) break
+      if (d < SP || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(text)}`)
     }
-    flags[String.fromCharCode(letter)] = j === i + 1 ? '' : buf.toString('latin1', i + 1, j)
+    flags[text[i] as string] = j === i + 1 ? '' : text.slice(i + 1, j)
     i = j
-  }
-  return flags
-}
-
-function parseFlags(tokens: string[], from: number, line: string): MetaFlags {
-  const flags: MetaFlags = {}
-  for (let i = from; i < tokens.length; i++) {
-    const t = tokens[i] as string
-    const c = t.charCodeAt(0)
-    // flags are one ASCII letter followed by a token of printable characters
-    if (!((c >= 65 && c <= 90) || (c >= 97 && c <= 122))) throw new ProtocolError(`bad flag in reply: ${clip(line)}`)
-    for (let j = 1; j < t.length; j++) {
-      const d = t.charCodeAt(j)
-      if (d <= 0x20 || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(line)}`)
-    }
-    flags[t[0] as string] = t.slice(1)
   }
   return flags
 }
