@@ -60,6 +60,9 @@ export interface LocksOptions extends MemcachedStoreOptions {
  * - `server-state` (server, state): a server's connection changed state (`ready`, `down`...)
  * - `server-restart` (server): a server came back with a new pid or boot epoch (its locks are gone)
  */
+/** The shortest yield after a long hold (see `yieldAfterLongHold`). */
+const LONG_HOLD_YIELD_MS = 5
+
 export class Locks extends EventEmitter {
   readonly store: LockStore
   readonly defaults: AcquireOptions
@@ -185,6 +188,20 @@ export class Locks extends EventEmitter {
     }
     this.#holderStarted(key)
     return this.#handle(key, result.lease, o, { waited: false, requestedAt })
+  }
+
+  /** @internal Whether an attempt in this process found `key` taken within the last `ms`. */
+  contendedWithin(key: string, ms: number): boolean {
+    return this.#queues.get(key)?.contendedWithin(ms) ?? false
+  }
+
+  /**
+   * @internal After a long hold of `key` (a serializer batch that used its turn): lets waiters
+   * elsewhere take it before this process tries again, for long enough that a waiter woken by a
+   * push or polling every millisecond gets there first.
+   */
+  yieldAfterLongHold(key: string): void {
+    if (this.#handoffYieldMs > 0) this.#queue(key).yieldFor(Math.max(this.#handoffYieldMs, LONG_HOLD_YIELD_MS))
   }
 
   /** @internal Waits up to `o.waitMs` in this process's queue for `key`. */

@@ -35,6 +35,27 @@ export interface SerializerOptions {
   mode?: 'soft' | 'strict'
   /** Other acquisition options (retry delays, label...). */
   acquire?: Omit<AcquireOptions, 'ttlMs' | 'waitMs' | 'signal' | 'onUnavailable' | 'autoRenew'>
+  /**
+   * Consecutive runs for one key in this process share one lease instead of releasing and
+   * re-acquiring it between them (see {@link SerializerBatchOptions}); `false` releases after
+   * every run. @default { maxRuns: 100, maxMs: 250 }
+   */
+  batch?: SerializerBatchOptions | false
+}
+
+/**
+ * Batching: while this process holds an object's lock, its next run for the same object takes
+ * the lease over (no release, no re-acquire, no hand-over gap): runs queued here behind the
+ * holder, and, when others are waiting for the key, a run that starts before the end of the
+ * current event-loop turn. A batch ends after `maxRuns` runs or `maxMs` since its lease was
+ * taken, then the lock is released and this process lets waiters elsewhere go first, so no
+ * writer starves. Runs of one batch share the lease and its fencing token.
+ */
+export interface SerializerBatchOptions {
+  /** Runs per lease, at most. @default 100 */
+  maxRuns?: number
+  /** Time since the lease was taken after which no new run joins it. @default 250 */
+  maxMs?: number
 }
 
 /** What the unit of work receives. */
@@ -65,6 +86,8 @@ export interface SerializerStats {
   retries: number
   /** Runs that found the lock taken and had to wait. */
   lockWaits: number
+  /** Runs that took over the lease of the previous run in this process (see the `batch` option). */
+  batchedRuns: number
   /** Runs that went ahead without the lock (store down, wait bound passed), in soft mode. */
   unlockedRuns: number
   /** Runs whose lease was lost while the work ran. */
@@ -82,6 +105,26 @@ export interface SerializedWrapOptions<A extends unknown[]> {
 
 const NEVER = new AbortController().signal
 
+/** Contention seen by this process within this window makes a finished run keep its lease for the turn. */
+const CONTENDED_WINDOW_MS = 5000
+
+/** One lease shared by consecutive runs for a key in this process. */
+interface Batch {
+  readonly key: string
+  /** The shared lease; null while the first run is still acquiring it. */
+  handle: LockHandle | null
+  /** performance.now() when the lease was taken. */
+  startedAt: number
+  /** Runs that have had the lease, the current one included. */
+  runs: number
+  /** A run holds the lease now. */
+  busy: boolean
+  /** Runs of this process waiting for the lease, oldest first; called with true when handed the lease. */
+  readonly queue: ((handed: boolean) => void)[]
+  /** The release scheduled for the end of the turn, while a finished run keeps the lease for the next. */
+  linger: NodeJS.Immediate | null
+}
+
 /**
  * Events: `unlocked` (key, cause) when a run goes ahead without the lock; `conflict` (key,
  * attempt, error) on each conflict; `lost` (key, error) when a lease is lost mid-run.
@@ -94,6 +137,10 @@ export class Serializer extends EventEmitter {
   readonly #retryMax: number
   readonly #mode: 'soft' | 'strict'
   readonly #acquire: AcquireOptions
+  readonly #waitMs: number
+  readonly #batchRuns: number
+  readonly #batchMs: number
+  readonly #batches = new Map<string, Batch>()
   #stats: SerializerStats = emptyStats()
 
   /** @internal Use `locks.serializer(options)`. */
@@ -120,7 +167,14 @@ export class Serializer extends EventEmitter {
       autoRenew: true,
       onUnavailable: 'fail',
     }
-    resolveAcquireOptions(undefined, this.#acquire, { autoRenew: true })
+    this.#waitMs = resolveAcquireOptions(undefined, this.#acquire, { autoRenew: true }).waitMs
+    const batch = options.batch ?? {}
+    if (batch !== false && (typeof batch !== 'object' || batch === null)) {
+      throw new InvalidArgumentError(`batch must be false or an object { maxRuns, maxMs }, got ${describe(batch)}`)
+    }
+    // maxRuns 1 is the same as no batching
+    this.#batchRuns = batch === false ? 1 : checkInt(batch.maxRuns ?? 100, 'batch.maxRuns', 1, 100_000)
+    this.#batchMs = batch === false ? 0 : checkInt(batch.maxMs ?? 250, 'batch.maxMs', 0, 60_000)
   }
 
   /** A copy of the counters. */
@@ -143,18 +197,34 @@ export class Serializer extends EventEmitter {
     const s = this.#stats
     s.runs++
     const waitStart = performance.now()
-    let handle: LockHandle | null = null
-    try {
-      handle = await mutex.acquire(this.#acquire)
-      if (handle.waited) s.lockWaits++
-    } catch (err) {
-      if (this.#mode === 'strict' || !isLockUnobtainable(err)) {
-        s.failed++
-        s.waitMs += performance.now() - waitStart
-        throw err
+    const current = this.#batches.get(key)
+    // (decided before any await: runs started together must see the batch the first one registers)
+    let batch = current && this.#open(current) ? await this.#join(current, waitStart) : null
+    let handle: LockHandle | null = batch?.handle ?? null
+    if (!batch) {
+      // while this run acquires, runs here for the same key queue behind it instead of competing
+      const own = this.#batchRuns > 1 && !this.#batches.has(key) ? newBatch(key) : null
+      if (own) this.#batches.set(key, own)
+      try {
+        handle = await mutex.acquire({ ...this.#acquire, waitMs: Math.max(0, this.#waitMs - Math.ceil(performance.now() - waitStart)) })
+        if (handle.waited) s.lockWaits++
+        if (this.#batchRuns > 1) {
+          batch = own ?? newBatch(key)
+          batch.handle = handle
+          batch.startedAt = performance.now()
+          // a batch still in the map has ended or is ending (its lease is gone: we hold the lock)
+          this.#batches.set(key, batch)
+        }
+      } catch (err) {
+        if (own) void this.#end(own)
+        if (this.#mode === 'strict' || !isLockUnobtainable(err)) {
+          s.failed++
+          s.waitMs += performance.now() - waitStart
+          throw err
+        }
+        s.unlockedRuns++
+        this.emit('unlocked', key, err)
       }
-      s.unlockedRuns++
-      this.emit('unlocked', key, err)
     }
     s.waitMs += performance.now() - waitStart
     const unlisten = handle?.onLost((error) => {
@@ -196,10 +266,93 @@ export class Serializer extends EventEmitter {
       }
     } finally {
       unlisten?.()
-      if (handle) {
-        await handle.release().catch((err: unknown) => this.#locks.emit('renewal-error', key, err))
+      if (batch) await this.#finished(batch)
+      else if (handle) await this.#release(key, handle)
+    }
+  }
+
+  /**
+   * Joins `batch` (open): its lease, once it is this run's turn; null when the batch ended first
+   * or the wait bound passed while queued here.
+   */
+  async #join(batch: Batch, waitStart: number): Promise<Batch | null> {
+    if (!batch.busy) {
+      // the previous run kept the lease for us
+      if (batch.linger) clearImmediate(batch.linger)
+      batch.linger = null
+      batch.busy = true
+      batch.runs++
+      this.#stats.batchedRuns++
+      return batch
+    }
+    this.#stats.lockWaits++
+    const left = this.#waitMs - (performance.now() - waitStart)
+    const handed = await new Promise<boolean>((resolve) => {
+      let timer: NodeJS.Timeout | null = null
+      const waiter = (h: boolean): void => {
+        if (timer) clearTimeout(timer)
+        resolve(h)
+      }
+      batch.queue.push(waiter)
+      // the wait bound holds here too; past it the run goes on to acquire (and times out there)
+      timer = setTimeout(() => {
+        const i = batch.queue.indexOf(waiter)
+        if (i !== -1) batch.queue.splice(i, 1)
+        resolve(false)
+      }, Math.max(0, left))
+    })
+    if (!handed) {
+      // undo: the run is counted when it waits for the lock itself
+      this.#stats.lockWaits--
+      return null
+    }
+    this.#stats.batchedRuns++
+    return batch
+  }
+
+  /** A run of `batch` ended: hand the lease to the next run here, keep it for this turn, or release it. */
+  async #finished(batch: Batch): Promise<void> {
+    if (!this.#open(batch)) {
+      // the batch used up its turn: whoever waits elsewhere goes first, even if no attempt here saw them
+      if (batch.runs > 1) this.#locks.yieldAfterLongHold(batch.key)
+    } else {
+      const next = batch.queue.shift()
+      if (next) {
+        batch.runs++
+        next(true)
+        return
+      }
+      if (this.#locks.contendedWithin(batch.key, CONTENDED_WINDOW_MS)) {
+        // others wait for this key: a run starting in this turn (a writer's next update) takes the
+        // lease over instead of queueing behind them after a release
+        batch.busy = false
+        batch.linger = setImmediate(() => {
+          batch.linger = null
+          void this.#end(batch)
+        })
+        return
       }
     }
+    await this.#end(batch)
+  }
+
+  /** Ends `batch`: releases its lease; runs queued here go on to acquire the lock themselves. */
+  async #end(batch: Batch): Promise<void> {
+    if (this.#batches.get(batch.key) === batch) this.#batches.delete(batch.key)
+    batch.busy = true
+    const queued = batch.queue.splice(0)
+    if (batch.handle) await this.#release(batch.key, batch.handle)
+    for (const waiter of queued) waiter(false)
+  }
+
+  /** Whether another run may still join `batch` (one still acquiring its lease may be queued behind). */
+  #open(batch: Batch): boolean {
+    if (batch.handle === null) return true
+    return batch.runs < this.#batchRuns && performance.now() - batch.startedAt < this.#batchMs && batch.handle.isHeld
+  }
+
+  async #release(key: string, handle: LockHandle): Promise<void> {
+    await handle.release().catch((err: unknown) => this.#locks.emit('renewal-error', key, err))
   }
 
   /** Wraps `fn` so each call runs through {@link run} with the key computed from its arguments (and `this`). */
@@ -217,6 +370,10 @@ function isLockUnobtainable(err: unknown): boolean {
   return err instanceof LockUnavailableError || err instanceof LockTimeoutError || (err instanceof MemcachedLockError && err.code.startsWith('ERR_CONN'))
 }
 
+function newBatch(key: string): Batch {
+  return { key, handle: null, startedAt: Infinity, runs: 1, busy: true, queue: [], linger: null }
+}
+
 function emptyStats(): SerializerStats {
-  return { runs: 0, succeeded: 0, failed: 0, conflicts: 0, retries: 0, lockWaits: 0, unlockedRuns: 0, lostLocks: 0, waitMs: 0, workMs: 0 }
+  return { runs: 0, succeeded: 0, failed: 0, conflicts: 0, retries: 0, lockWaits: 0, batchedRuns: 0, unlockedRuns: 0, lostLocks: 0, waitMs: 0, workMs: 0 }
 }

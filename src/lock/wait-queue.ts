@@ -147,7 +147,7 @@ export class WaitQueue {
     let since = NaN
     /** A head that leaves while next in line (timed out, aborted) hands the turn on. */
     const passTurn = (): void => {
-      if (next && !Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
+      if (next && !Number.isNaN(ticket)) this.#served(ticket)
       next = false
     }
     try {
@@ -199,7 +199,7 @@ export class WaitQueue {
             continue
           }
           // served: the line moves on (and there is no turn left to pass on)
-          if (!Number.isNaN(ticket)) this.#store.markServed?.(this.#key, ticket)
+          if (!Number.isNaN(ticket)) this.#served(ticket)
           next = false
           this.#hooks.granted()
           this.#finish(head, { lease })
@@ -241,6 +241,14 @@ export class WaitQueue {
       this.#pumping = false
       if (this.idle) this.#onIdle()
     }
+  }
+
+  /**
+   * Moves the line's served counter to `ticket`, never back: a waiter served out of turn after a
+   * later ticket must not make the waiters behind it count their places from too far back.
+   */
+  #served(ticket: number): void {
+    if (ticket > this.#lastServing) this.#store.markServed?.(this.#key, ticket)
   }
 
   /** Learns how fast the waiting line moves (ms per served ticket, smoothed) from the served counter. */
