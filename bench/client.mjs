@@ -10,6 +10,8 @@
 //   sequential  one `mg <k> v c t` at a time: a raw net.Socket loop vs `await conn.metaGet()`
 //   batch64     64 requests at a time: raw = 64 `mg` in ONE write, then wait for 64 replies;
 //               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)
+//   inflight64  64 requests always in flight: raw = every data event that completes k replies
+//               writes k new requests (one write); client = 64 loops of `await conn.metaGet()`
 import { execFileSync, spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import net from 'node:net'
@@ -390,7 +392,7 @@ async function main() {
       const rows = [
         ['scenario', 'requests', 'raw ops/s', 'client ops/s', 'raw µs', 'client µs', 'client/raw'],
         ...results.map((r) => [
-          r.scenario === 'sequential' ? 'sequential mg k v c t' : '64 concurrent mg',
+          { sequential: 'sequential mg k v c t', batch64: '64 concurrent mg (batches)', inflight64: '64 in flight (continuous)' }[r.scenario],
           String(r.requests),
           r.rawOpsPerSec.toLocaleString('en-US'),
           r.clientOpsPerSec.toLocaleString('en-US'),
