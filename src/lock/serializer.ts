@@ -285,7 +285,6 @@ export class Serializer extends EventEmitter {
       this.#stats.batchedRuns++
       return batch
     }
-    this.#stats.lockWaits++
     const left = this.#waitMs - (performance.now() - waitStart)
     const handed = await new Promise<boolean>((resolve) => {
       let timer: NodeJS.Timeout | null = null
@@ -301,11 +300,9 @@ export class Serializer extends EventEmitter {
         resolve(false)
       }, Math.max(0, left))
     })
-    if (!handed) {
-      // undo: the run is counted when it waits for the lock itself
-      this.#stats.lockWaits--
-      return null
-    }
+    // not handed: the run goes on to acquire, and is counted as a lock wait there if it waits
+    if (!handed) return null
+    this.#stats.lockWaits++
     this.#stats.batchedRuns++
     return batch
   }
