@@ -278,18 +278,15 @@ export class Connection extends EventEmitter {
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       process.nextTick(this.#flush)
+      this.#burst = idle
+    }
+    if (idle) {
       // a request on an idle connection goes out at once (lowest latency); otherwise the turn's
       // requests are batched into one write after every promise continuation has run (replies
       // that are still coming will wake us anyway, so waiting for the end of the turn costs nothing)
-      this.#burst = idle
-      if (idle) {
-        const sock = this.#socket
-        if (sock && !sock.destroyed) sock.write(text)
-        if (this.#timer === null) this.#armTimer()
-        return
-      }
-    }
-    if (this.#outbox.push(text) >= WRITE_EVERY && this.#burst) {
+      const sock = this.#socket
+      if (sock && !sock.destroyed) sock.write(text)
+    } else if (this.#outbox.push(text) >= WRITE_EVERY && this.#burst) {
       // a long burst on an idle connection goes out in slices, so the server works on the first
       // requests while the rest are still being made (the two overlap on separate cores); when
       // requests are already in flight the server is busy anyway and one write per turn is cheaper

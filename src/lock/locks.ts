@@ -62,6 +62,8 @@ export interface LocksOptions extends MemcachedStoreOptions {
  */
 /** The shortest yield after a long hold (see `yieldAfterLongHold`). */
 const LONG_HOLD_YIELD_MS = 5
+/** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
+const CONTENDED_WINDOW_MS = 5000
 
 export class Locks extends EventEmitter {
   readonly store: LockStore
@@ -190,9 +192,9 @@ export class Locks extends EventEmitter {
     return this.#handle(key, result.lease, o, { waited: false, requestedAt })
   }
 
-  /** @internal Whether an attempt in this process found `key` taken within the last `ms`. */
-  contendedWithin(key: string, ms: number): boolean {
-    return this.#queues.get(key)?.contendedWithin(ms) ?? false
+  /** @internal Whether an attempt in this process found `key` taken recently (within {@link CONTENDED_WINDOW_MS}). */
+  recentlyContended(key: string): boolean {
+    return this.#queues.get(key)?.contendedWithin(CONTENDED_WINDOW_MS) ?? false
   }
 
   /**
@@ -249,7 +251,7 @@ export class Locks extends EventEmitter {
   readonly #hooks: HandleHooks = {
     onReleasing: (h) => {
       // a key contended here recently: ask the waiting line whether others wait (same write as the release)
-      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters || !this.#queues.get(h.key)?.contendedWithin(5000)) return null
+      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters || !this.recentlyContended(h.key)) return null
       return this.store.hasWaiters(h.key)
     },
     onReleased: (h, deleted, contended) => {

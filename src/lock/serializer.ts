@@ -105,9 +105,6 @@ export interface SerializedWrapOptions<A extends unknown[]> {
 
 const NEVER = new AbortController().signal
 
-/** Contention seen by this process within this window makes a finished run keep its lease for the turn. */
-const CONTENDED_WINDOW_MS = 5000
-
 /** One lease shared by consecutive runs for a key in this process. */
 interface Batch {
   readonly key: string
@@ -319,7 +316,7 @@ export class Serializer extends EventEmitter {
         next(true)
         return
       }
-      if (this.#locks.contendedWithin(batch.key, CONTENDED_WINDOW_MS)) {
+      if (this.#locks.recentlyContended(batch.key)) {
         // others wait for this key: a run starting in this turn (a writer's next update) takes the
         // lease over instead of queueing behind them after a release
         batch.busy = false

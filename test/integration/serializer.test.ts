@@ -48,9 +48,18 @@ describe('serializer on memcached', () => {
     await server?.stop()
   })
 
-  test('serializer - writers of one object queue: zero conflicts while the lock holds', async () => {
+  /** A factory on the suite's server for the length of `fn`, closed afterwards. */
+  async function withLocks(fn: (locks: Locks) => Promise<void>): Promise<void> {
     const locks = new Locks({ servers: server.address })
     try {
+      await fn(locks)
+    } finally {
+      await locks.close()
+    }
+  }
+
+  test('serializer - writers of one object queue: zero conflicts while the lock holds', async () => {
+    await withLocks(async (locks) => {
       const cell = new VersionedCell()
       const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict })
       const k = key('queue')
@@ -67,9 +76,7 @@ describe('serializer on memcached', () => {
       assert.equal(s.unlockedRuns, 0)
       assert.ok(s.lockWaits > 0, 'concurrent writers had to wait for each other')
       assert.ok(s.workMs > 0 && s.waitMs >= 0)
-    } finally {
-      await locks.close()
-    }
+    })
   })
 
   test('serializer - without the serializer the same writers conflict (the storm it removes)', async () => {
@@ -95,8 +102,7 @@ describe('serializer on memcached', () => {
   })
 
   test('serializer - a conflict retry keeps the lock: no other writer runs between the attempts', async () => {
-    const locks = new Locks({ servers: server.address })
-    try {
+    await withLocks(async (locks) => {
       const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, retryMinDelayMs: 20, retryMaxDelayMs: 20 })
       const k = key('retry')
       const log: string[] = []
@@ -121,14 +127,11 @@ describe('serializer on memcached', () => {
       const s = serializer.stats()
       assert.equal(s.conflicts, 1)
       assert.equal(s.retries, 1)
-    } finally {
-      await locks.close()
-    }
+    })
   })
 
   test('serializer - conflicts past maxAttempts are rethrown, other errors at once', async () => {
-    const locks = new Locks({ servers: server.address })
-    try {
+    await withLocks(async (locks) => {
       const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, maxAttempts: 3, retryMinDelayMs: 0, retryMaxDelayMs: 0 })
       let calls = 0
       await assert.rejects(
@@ -150,151 +153,132 @@ describe('serializer on memcached', () => {
       assert.equal(s.conflicts, 3)
       assert.equal(s.retries, 2)
       assert.equal(await locks.inspect(key('max')), null, 'nothing left locked')
-    } finally {
-      await locks.close()
+    })
+  })
+
+  describe('serializer batches', () => {
+    /** Counts the leases a factory takes. */
+    function countAcquired(locks: Locks): { n: number } {
+      const c = { n: 0 }
+      locks.on('acquired', () => c.n++)
+      return c
     }
-  })
-})
 
-describe('serializer batches (memcached)', () => {
-  let server: MemcachedServer
-  before(async () => {
-    server = await MemcachedServer.start({ args: ['-M'] })
-  })
-  after(async () => {
-    await server?.stop()
-  })
+    test('serializer batch - runs queued in this process take the lease over: fewer acquisitions, same result', async () => {
+      await withLocks(async (locks) => {
+        const acquired = countAcquired(locks)
+        const cell = new VersionedCell()
+        const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: { maxRuns: 5, maxMs: 10_000 } })
+        const k = key('batch')
+        const tokens = new Set<bigint>()
+        await Promise.all(
+          Array.from({ length: 6 }, async () => {
+            for (let i = 0; i < 5; i++) {
+              await serializer.run(k, async (ctx) => {
+                assert.equal(ctx.locked, true)
+                tokens.add(ctx.fencingToken)
+                await increment(cell, 1)
+              })
+            }
+          }),
+        )
+        const s = serializer.stats()
+        assert.equal(cell.value, 30)
+        assert.equal(s.conflicts, 0)
+        assert.equal(s.succeeded, 30)
+        assert.ok(s.batchedRuns > 0, 'some runs took over a held lease')
+        assert.equal(acquired.n, 30 - s.batchedRuns, 'every run either acquired or took a lease over')
+        assert.ok(acquired.n >= 30 / 5, `at most maxRuns runs per lease (${acquired.n} leases)`)
+        assert.equal(tokens.size, acquired.n, 'runs of one batch share its fencing token')
+        assert.equal(await locks.inspect(k), null, 'released once the last run ended')
+      })
+    })
 
-  /** Counts the leases a factory takes. */
-  function countAcquired(locks: Locks): { n: number } {
-    const c = { n: 0 }
-    locks.on('acquired', () => c.n++)
-    return c
-  }
+    test('serializer batch - batch: false releases after every run', async () => {
+      await withLocks(async (locks) => {
+        const acquired = countAcquired(locks)
+        const cell = new VersionedCell()
+        const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: false })
+        const k = key('nobatch')
+        await Promise.all(Array.from({ length: 4 }, async () => {
+          for (let i = 0; i < 3; i++) await serializer.run(k, () => increment(cell, 1))
+        }))
+        assert.equal(cell.value, 12)
+        assert.equal(serializer.stats().batchedRuns, 0)
+        assert.equal(acquired.n, 12)
+      })
+    })
 
-  test('serializer batch - runs queued in this process take the lease over: fewer acquisitions, same result', async () => {
-    const locks = new Locks({ servers: server.address })
-    try {
-      const acquired = countAcquired(locks)
-      const cell = new VersionedCell()
-      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: { maxRuns: 5, maxMs: 10_000 } })
-      const k = key('batch')
-      const tokens = new Set<bigint>()
-      await Promise.all(
-        Array.from({ length: 6 }, async () => {
-          for (let i = 0; i < 5; i++) {
-            await serializer.run(k, async (ctx) => {
-              assert.equal(ctx.locked, true)
-              tokens.add(ctx.fencingToken)
+    test('serializer batch - an uncontended run releases before it resolves', async () => {
+      await withLocks(async (locks) => {
+        const serializer = locks.serializer({ isConflict: () => false })
+        const k = key('solo')
+        for (let i = 0; i < 3; i++) {
+          await serializer.run(k, () => undefined)
+          assert.equal(await locks.inspect(k), null)
+        }
+        assert.equal(serializer.stats().batchedRuns, 0)
+      })
+    })
+
+    test('serializer batch - contended: a batch ends after maxMs and the other process gets its turn', async () => {
+      // two factories: two processes as far as the locks are concerned, three writers in each
+      const a = new Locks({ servers: server.address })
+      const b = new Locks({ servers: server.address })
+      try {
+        const cell = new VersionedCell()
+        const opts = { isConflict: (e: unknown) => e instanceof Conflict, batch: { maxMs: 20 } }
+        const sa = a.serializer(opts)
+        const sb = b.serializer(opts)
+        const k = key('twoproc')
+        const order: string[] = []
+        const writer = (s: Serializer, name: string) => async () => {
+          for (let i = 0; i < 15; i++) {
+            await s.run(k, async () => {
+              order.push(name)
               await increment(cell, 1)
             })
           }
-        }),
-      )
-      const s = serializer.stats()
-      assert.equal(cell.value, 30)
-      assert.equal(s.conflicts, 0)
-      assert.equal(s.succeeded, 30)
-      assert.ok(s.batchedRuns > 0, 'some runs took over a held lease')
-      assert.equal(acquired.n, 30 - s.batchedRuns, 'every run either acquired or took a lease over')
-      assert.ok(acquired.n >= 30 / 5, `at most maxRuns runs per lease (${acquired.n} leases)`)
-      assert.equal(tokens.size, acquired.n, 'runs of one batch share its fencing token')
-      assert.equal(await locks.inspect(k), null, 'released once the last run ended')
-    } finally {
-      await locks.close()
-    }
-  })
-
-  test('serializer batch - batch: false releases after every run', async () => {
-    const locks = new Locks({ servers: server.address })
-    try {
-      const acquired = countAcquired(locks)
-      const cell = new VersionedCell()
-      const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: false })
-      const k = key('nobatch')
-      await Promise.all(Array.from({ length: 4 }, async () => {
-        for (let i = 0; i < 3; i++) await serializer.run(k, () => increment(cell, 1))
-      }))
-      assert.equal(cell.value, 12)
-      assert.equal(serializer.stats().batchedRuns, 0)
-      assert.equal(acquired.n, 12)
-    } finally {
-      await locks.close()
-    }
-  })
-
-  test('serializer batch - an uncontended run releases before it resolves', async () => {
-    const locks = new Locks({ servers: server.address })
-    try {
-      const serializer = locks.serializer({ isConflict: () => false })
-      const k = key('solo')
-      for (let i = 0; i < 3; i++) {
-        await serializer.run(k, () => undefined)
-        assert.equal(await locks.inspect(k), null)
-      }
-      assert.equal(serializer.stats().batchedRuns, 0)
-    } finally {
-      await locks.close()
-    }
-  })
-
-  test('serializer batch - contended: a batch ends after maxMs and the other process gets its turn', async () => {
-    // two factories: two processes as far as the locks are concerned, three writers in each
-    const a = new Locks({ servers: server.address })
-    const b = new Locks({ servers: server.address })
-    try {
-      const cell = new VersionedCell()
-      const opts = { isConflict: (e: unknown) => e instanceof Conflict, batch: { maxMs: 20 } }
-      const sa = a.serializer(opts)
-      const sb = b.serializer(opts)
-      const k = key('twoproc')
-      const order: string[] = []
-      const writer = (s: Serializer, name: string) => async () => {
-        for (let i = 0; i < 15; i++) {
-          await s.run(k, async () => {
-            order.push(name)
-            await increment(cell, 1)
-          })
         }
+        await Promise.all([...[1, 2, 3].map(() => writer(sa, 'a')()), ...[1, 2, 3].map(() => writer(sb, 'b')())])
+        assert.equal(cell.value, 90)
+        assert.equal(sa.stats().conflicts + sb.stats().conflicts, 0)
+        assert.ok(sa.stats().batchedRuns + sb.stats().batchedRuns > 0, 'writers took over held leases')
+        // neither process waits for the other to finish: the turn changes hands several times
+        const switches = order.filter((w, i) => i > 0 && w !== order[i - 1]).length
+        assert.ok(switches >= 2, `the lock changed hands ${switches} times: ${order.join('')}`)
+        await sleep(20)
+        assert.equal(await a.inspect(k), null, 'nothing left locked')
+      } finally {
+        await Promise.all([a.close(), b.close()])
       }
-      await Promise.all([...[1, 2, 3].map(() => writer(sa, 'a')()), ...[1, 2, 3].map(() => writer(sb, 'b')())])
-      assert.equal(cell.value, 90)
-      assert.equal(sa.stats().conflicts + sb.stats().conflicts, 0)
-      assert.ok(sa.stats().batchedRuns + sb.stats().batchedRuns > 0, 'writers took over held leases')
-      // neither process waits for the other to finish: the turn changes hands several times
-      const switches = order.filter((w, i) => i > 0 && w !== order[i - 1]).length
-      assert.ok(switches >= 2, `the lock changed hands ${switches} times: ${order.join('')}`)
-      await new Promise((r) => setTimeout(r, 20))
-      assert.equal(await a.inspect(k), null, 'nothing left locked')
-    } finally {
-      await Promise.all([a.close(), b.close()])
-    }
-  })
+    })
 
-  test('serializer batch - contended: a writer keeps the lease for its next run of the same turn', async () => {
-    const a = new Locks({ servers: server.address })
-    const b = new Locks({ servers: server.address })
-    try {
-      const cell = new VersionedCell()
-      const sa = a.serializer({ isConflict: (e: unknown) => e instanceof Conflict, batch: { maxMs: 5000, maxRuns: 10 } })
-      const k = key('linger')
-      // b holds the key first, so a's first attempt finds it taken (a has seen contention)
-      const held = await b.mutex(k).acquire()
-      const first = sa.run(k, () => increment(cell, 1))
-      await sleep(30)
-      await held.release()
-      await first
-      const acquired = countAcquired(a)
-      for (let i = 0; i < 5; i++) await sa.run(k, () => increment(cell, 1))
-      assert.equal(cell.value, 6)
-      assert.equal(sa.stats().batchedRuns, 5, 'each next run took the kept lease over')
-      assert.equal(acquired.n, 0)
-      // kept only for the turn: released once no run follows
-      await sleep(20)
-      assert.equal(await b.inspect(k), null)
-    } finally {
-      await Promise.all([a.close(), b.close()])
-    }
+    test('serializer batch - contended: a writer keeps the lease for its next run of the same turn', async () => {
+      const a = new Locks({ servers: server.address })
+      const b = new Locks({ servers: server.address })
+      try {
+        const cell = new VersionedCell()
+        const sa = a.serializer({ isConflict: (e: unknown) => e instanceof Conflict, batch: { maxMs: 5000, maxRuns: 10 } })
+        const k = key('linger')
+        // b holds the key first, so a's first attempt finds it taken (a has seen contention)
+        const held = await b.mutex(k).acquire()
+        const first = sa.run(k, () => increment(cell, 1))
+        await sleep(30)
+        await held.release()
+        await first
+        const acquired = countAcquired(a)
+        for (let i = 0; i < 5; i++) await sa.run(k, () => increment(cell, 1))
+        assert.equal(cell.value, 6)
+        assert.equal(sa.stats().batchedRuns, 5, 'each next run took the kept lease over')
+        assert.equal(acquired.n, 0)
+        // kept only for the turn: released once no run follows
+        await sleep(20)
+        assert.equal(await b.inspect(k), null)
+      } finally {
+        await Promise.all([a.close(), b.close()])
+      }
+    })
   })
 })
 
