@@ -74,6 +74,9 @@ interface Pending {
   readonly opaque: string | undefined
   readonly resolve: (reply: Reply) => void
   readonly reject: (err: MemcachedLockError) => void
+  /** Time allowed for the reply, counted from the socket write. */
+  timeoutMs: number
+  /** performance.now() by which the reply must be in; set when the request is written. */
   deadline: number
 }
 
@@ -242,7 +245,7 @@ export class Connection extends EventEmitter {
 
   #request(text: string, expect: Expect, opaque: string | undefined): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
-      const pending: Pending = { expect, opaque, resolve, reject, deadline: 0 }
+      const pending: Pending = { expect, opaque, resolve, reject, timeoutMs: this.#opts.requestTimeoutMs, deadline: 0 }
       switch (this.#state) {
         case 'ready':
           this.#write(text, pending)
@@ -271,8 +274,7 @@ export class Connection extends EventEmitter {
     })
   }
 
-  #write(text: string, pending: Pending, timeoutMs = this.#opts.requestTimeoutMs): void {
-    pending.deadline = performance.now() + timeoutMs
+  #write(text: string, pending: Pending): void {
     const idle = this.#inflightHead === this.#inflight.length
     this.#inflight.push(pending)
     if (!this.#flushScheduled) {
@@ -284,8 +286,7 @@ export class Connection extends EventEmitter {
       // a request on an idle connection goes out at once (lowest latency); otherwise the turn's
       // requests are batched into one write after every promise continuation has run (replies
       // that are still coming will wake us anyway, so waiting for the end of the turn costs nothing)
-      const sock = this.#socket
-      if (sock && !sock.destroyed) sock.write(text)
+      this.#send(text, 1)
     } else if (this.#outbox.push(text) >= WRITE_EVERY && this.#burst) {
       // a long burst on an idle connection goes out in slices, so the server works on the first
       // requests while the rest are still being made (the two overlap on separate cores); when
@@ -293,16 +294,31 @@ export class Connection extends EventEmitter {
       this.#flush()
       this.#flushScheduled = true
     }
-    if (this.#timer === null) this.#armTimer()
   }
 
   readonly #flush = (): void => {
     this.#flushScheduled = false
-    if (this.#outbox.length === 0) return
-    const text = this.#outbox.length === 1 ? (this.#outbox[0] as string) : this.#outbox.join('')
+    const n = this.#outbox.length
+    if (n === 0) return
+    const text = n === 1 ? (this.#outbox[0] as string) : this.#outbox.join('')
     this.#outbox = []
+    this.#send(text, n)
+  }
+
+  /**
+   * Writes `text`, which holds the newest `count` requests in flight, and starts their reply
+   * clocks (one clock read per write, not one per request).
+   */
+  #send(text: string, count: number): void {
     const sock = this.#socket
     if (sock && !sock.destroyed) sock.write(text)
+    const now = performance.now()
+    const inflight = this.#inflight
+    for (let i = inflight.length - count; i < inflight.length; i++) {
+      const p = inflight[i] as Pending
+      p.deadline = now + p.timeoutMs
+    }
+    if (this.#timer === null) this.#armTimer()
   }
 
   #armTimer(): void {
@@ -444,7 +460,7 @@ export class Connection extends EventEmitter {
   #handshakeRequest(text: string, expect: Expect): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       // the handshake is bounded by connectTimeoutMs (its own timer in #open), not requestTimeoutMs
-      this.#write(text, { expect, opaque: undefined, resolve, reject, deadline: 0 }, this.#opts.connectTimeoutMs)
+      this.#write(text, { expect, opaque: undefined, resolve, reject, timeoutMs: this.#opts.connectTimeoutMs, deadline: 0 })
     })
   }
 

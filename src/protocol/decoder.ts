@@ -56,15 +56,30 @@ export interface DecoderLimits {
 const LF = 0x0a
 const CR = 0x0d
 const SP = 0x20
+const EMPTY = Buffer.alloc(0)
 const WORDS = new Set(['STORED', 'NOT_STORED', 'OK', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'RESET'])
-const NO_VALUE_STATUSES = new Set(['HD', 'EN', 'NS', 'EX', 'NF', 'MN'])
 
+/**
+ * Each push turns the buffered bytes into one latin1 string (one call into C++ per chunk, not one
+ * per line or flag) and parses lines from it in JS; latin1 maps byte i to character i, so a
+ * value's bytes are cut from the buffer at the offsets found in the string. The values of one
+ * push are views of one copy of those bytes: never of the caller's chunk.
+ */
 export class ReplyDecoder {
   readonly #maxLine: number
   readonly #maxValue: number
-  #buf: Buffer = Buffer.alloc(0)
+  #buf: Buffer = EMPTY
+  /** `#buf` as latin1: same offsets. */
+  #text = ''
   #pos = 0
   #stats: Record<string, string> | null = null
+  /** A `VA` whose value is still arriving: its bytes so far, and how many the reply needs in all. */
+  #parts: Buffer[] = []
+  #partsBytes = 0
+  #need = 0
+  /** The copy that this push's values are views of, and the offset in `#buf` it starts at. */
+  #values: Buffer | null = null
+  #valuesFrom = 0
   #failed: ProtocolError | null = null
 
   constructor(limits: DecoderLimits = {}) {
@@ -74,7 +89,7 @@ export class ReplyDecoder {
 
   /** True while a reply has started but not ended (bytes or STAT lines are waiting). */
   get midReply(): boolean {
-    return this.#pos < this.#buf.length || this.#stats !== null
+    return this.#pos < this.#buf.length || this.#stats !== null || this.#need > 0
   }
 
   /**
@@ -84,8 +99,20 @@ export class ReplyDecoder {
    */
   push(chunk: Buffer, out: Reply[] = []): Reply[] {
     if (this.#failed) throw new ProtocolError('decoder already failed; the connection must be closed', { cause: this.#failed })
-    this.#buf = this.#pos < this.#buf.length ? Buffer.concat([this.#buf.subarray(this.#pos), chunk]) : chunk
+    if (this.#need > 0) {
+      // a large value: gather its chunks and join them once, not once per chunk
+      this.#parts.push(chunk)
+      this.#partsBytes += chunk.length
+      if (this.#partsBytes < this.#need) return out
+      this.#buf = Buffer.concat(this.#parts, this.#partsBytes)
+      this.#parts = []
+      this.#partsBytes = 0
+      this.#need = 0
+    } else {
+      this.#buf = this.#pos < this.#buf.length ? Buffer.concat([this.#buf.subarray(this.#pos), chunk]) : chunk
+    }
     this.#pos = 0
+    this.#text = this.#buf.toString('latin1')
     try {
       for (;;) {
         const reply = this.#next()
@@ -95,30 +122,33 @@ export class ReplyDecoder {
     } catch (err) {
       this.#failed = err as ProtocolError
       throw err
+    } finally {
+      this.#text = ''
+      this.#values = null
     }
     if (this.#pos >= this.#buf.length) {
-      this.#buf = Buffer.alloc(0)
+      this.#buf = EMPTY
       this.#pos = 0
     }
     return out
   }
 
-  /** Parses one reply from the buffer: a reply, `null` for a consumed STAT line, `undefined` when more bytes are needed. */
+  /** Parses one reply: a reply, `null` for a consumed STAT line, `undefined` when more bytes are needed. */
   #next(): Reply | null | undefined {
-    const buf = this.#buf
+    const text = this.#text
     const start = this.#pos
-    const lf = buf.indexOf(LF, start)
+    const lf = text.indexOf('\n', start)
     if (lf === -1) {
-      if (buf.length - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
+      if (text.length - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
       return undefined
     }
     if (lf - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
-    if (lf === start || buf[lf - 1] !== CR) throw new ProtocolError(`reply line not ended by CRLF: ${show(buf, start, lf)}`)
+    if (lf === start || text.charCodeAt(lf - 1) !== CR) throw new ProtocolError(`reply line not ended by CRLF: ${clip(text.slice(start, lf))}`)
     if (this.#stats === null) {
-      const fast = this.#meta(buf, start, lf)
+      const fast = this.#meta(text, start, lf)
       if (fast !== null) return fast
     }
-    const line = buf.toString('latin1', start, lf - 1)
+    const line = text.slice(start, lf - 1)
 
     if (this.#stats !== null) {
       if (line === 'END') {
@@ -134,27 +164,7 @@ export class ReplyDecoder {
 
     const sp = line.indexOf(' ')
     const head = sp === -1 ? line : line.slice(0, sp)
-    if (head === 'VA') {
-      const tokens = line.split(' ')
-      const lenText = tokens[1]
-      if (lenText === undefined || !/^\d{1,10}$/.test(lenText)) throw new ProtocolError(`bad VA length: ${clip(line)}`)
-      const len = Number(lenText)
-      if (len > this.#maxValue) throw new ProtocolError(`value of ${len} bytes is larger than the ${this.#maxValue}-byte limit`)
-      const dataStart = lf + 1
-      const dataEnd = dataStart + len
-      if (buf.length < dataEnd + 2) return undefined
-      if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
-      const flagsAt = line.indexOf(' ', 3)
-      const flags = flagsAt === -1 ? {} : parseFlags(line, flagsAt)
-      const value = Buffer.from(buf.subarray(dataStart, dataEnd))
-      this.#pos = dataEnd + 2
-      return { kind: 'meta', status: 'VA', flags, value }
-    }
     this.#pos = lf + 1
-    if (NO_VALUE_STATUSES.has(head)) {
-      const flags = sp === -1 ? {} : parseFlags(line, sp)
-      return { kind: 'meta', status: head as MetaStatus, flags }
-    }
     if (head === 'STAT') {
       this.#stats = {}
       this.#addStat(line)
@@ -171,40 +181,55 @@ export class ReplyDecoder {
   }
 
   /**
-   * The hot path: a meta reply (`HD`, `VA <len>`, `NS`...) parsed from the bytes without building
-   * the line as a string. Returns null when the line is not a meta reply (the general path decides),
-   * undefined when a `VA` value is still incomplete.
+   * The hot path: a meta reply (`HD`, `VA <len>`, `NS`...) parsed in place. Returns null when the
+   * line is not a meta reply (the general path decides), undefined when a `VA` value is still incomplete.
    */
-  #meta(buf: Buffer, start: number, lf: number): MetaReply | undefined | null {
+  #meta(text: string, start: number, lf: number): MetaReply | undefined | null {
     const end = lf - 1 // the CR
     if (end - start < 2) return null
-    const after = start + 2 === end ? CR : buf[start + 2]
+    const after = start + 2 === end ? CR : text.charCodeAt(start + 2)
     if (after !== SP && after !== CR) return null
-    const status = metaStatus(buf[start] as number, buf[start + 1] as number)
+    const status = metaStatus(text.charCodeAt(start), text.charCodeAt(start + 1))
     if (status === null) return null
     if (status !== 'VA') {
-      // one string per line: crossing into C++ once (not once per flag) is most of the saving
-      const flags = start + 2 === end ? {} : parseFlags(buf.toString('latin1', start + 2, end), 0)
       this.#pos = lf + 1
-      return { kind: 'meta', status, flags }
+      return { kind: 'meta', status, flags: start + 2 === end ? {} : parseFlags(text, start + 2, end) }
     }
     let i = start + 3
     let len = 0
     const digitsFrom = i
-    while (i < end && (buf[i] as number) >= 0x30 && (buf[i] as number) <= 0x39) len = len * 10 + ((buf[i++] as number) - 0x30)
-    if (i === digitsFrom || i - digitsFrom > 10 || (i < end && buf[i] !== SP)) {
-      throw new ProtocolError(`bad VA length: ${show(buf, start, end)}`)
+    for (; i < end; i++) {
+      const d = text.charCodeAt(i)
+      if (d < 0x30 || d > 0x39) break
+      len = len * 10 + (d - 0x30)
+    }
+    if (i === digitsFrom || i - digitsFrom > 10 || (i < end && text.charCodeAt(i) !== SP)) {
+      throw new ProtocolError(`bad VA length: ${clip(text.slice(start, end))}`)
     }
     if (len > this.#maxValue) throw new ProtocolError(`value of ${len} bytes is larger than the ${this.#maxValue}-byte limit`)
+    const buf = this.#buf
     const dataStart = lf + 1
     const dataEnd = dataStart + len
-    if (buf.length < dataEnd + 2) return undefined
+    if (buf.length < dataEnd + 2) {
+      // the value is still arriving: gather its bytes, parse again once all are here
+      this.#parts = [buf.subarray(start)]
+      this.#partsBytes = buf.length - start
+      this.#need = dataEnd + 2 - start
+      this.#buf = EMPTY
+      this.#pos = 0
+      return undefined
+    }
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
-    const flags = i === end ? {} : parseFlags(buf.toString('latin1', i, end), 0)
-    // a copy (from the pool for small values): a view would keep the whole chunk alive
-    const value = Buffer.allocUnsafe(len)
-    if (len <= 128) for (let k = 0; k < len; k++) value[k] = buf[dataStart + k] as number
-    else buf.copy(value, 0, dataStart, dataEnd)
+    const flags = i === end ? {} : parseFlags(text, i, end)
+    // values are views into one copy of the bytes from the first value of this push on (one
+    // allocation per push, not one per value; never a view of the caller's chunk)
+    let values = this.#values
+    if (values === null) {
+      values = this.#values = Buffer.allocUnsafe(buf.length - dataStart)
+      buf.copy(values, 0, dataStart)
+      this.#valuesFrom = dataStart
+    }
+    const value = values.subarray(dataStart - this.#valuesFrom, dataEnd - this.#valuesFrom)
     this.#pos = dataEnd + 2
     return { kind: 'meta', status: 'VA', flags, value }
   }
@@ -238,22 +263,21 @@ function metaStatus(a: number, b: number): MetaStatus | null {
 }
 
 /**
- * Flags ` c12 t30 O7 b` from `text`, starting at `from` (a space): one ASCII letter each, followed
- * by a token of printable characters. Works on one string per line, slicing in JS.
+ * Flags ` c12 t30 O7 b` from `text` between `from` (a space) and `end`: one ASCII letter each,
+ * followed by a token of printable characters.
  */
-function parseFlags(text: string, from: number): MetaFlags {
+function parseFlags(text: string, from: number, end: number): MetaFlags {
   const flags: MetaFlags = {}
-  const end = text.length
   let i = from
   while (i < end) {
-    if (text.charCodeAt(i) !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${clip(text)}`)
+    if (text.charCodeAt(i) !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${clip(text.slice(from, end))}`)
     const letter = text.charCodeAt(++i)
-    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw new ProtocolError(`bad flag in reply: ${clip(text)}`)
+    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw new ProtocolError(`bad flag in reply: ${clip(text.slice(from, end))}`)
     let j = i + 1
     for (; j < end; j++) {
       const d = text.charCodeAt(j)
       if (d === SP) break
-      if (d < SP || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(text)}`)
+      if (d < SP || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(text.slice(from, end))}`)
     }
     flags[text[i] as string] = j === i + 1 ? '' : text.slice(i + 1, j)
     i = j
@@ -264,8 +288,4 @@ function parseFlags(text: string, from: number): MetaFlags {
 function clip(line: string): string {
   const s = line.length > 80 ? line.slice(0, 80) + '...' : line
   return JSON.stringify(s)
-}
-
-function show(buf: Buffer, start: number, end: number): string {
-  return clip(buf.toString('latin1', start, Math.min(end, start + 100)))
 }

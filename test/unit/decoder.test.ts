@@ -180,6 +180,39 @@ describe('ReplyDecoder - valid replies', () => {
     assert.equal(reply.value?.toString(), 'abc')
   })
 
+  test('decoder - values of one chunk are exact, independent of the chunk and of each other', () => {
+    const chunk = b('VA 3 O1\r\nabc\r\nHD O2\r\nVA 2 O3\r\nde\r\nVA 0 O4\r\n\r\n')
+    const replies = new ReplyDecoder().push(chunk)
+    chunk.fill(0)
+    const values = replies.map((r) => (r.kind === 'meta' ? r.value?.toString() : undefined))
+    assert.deepEqual(values, ['abc', undefined, 'de', ''])
+    const first = replies[0]
+    assert.ok(first?.kind === 'meta' && first.value)
+    first.value.fill(0x7a)
+    assert.equal(replies[2]?.kind === 'meta' && replies[2].value?.toString(), 'de', 'writing into one value leaves the next alone')
+  })
+
+  test('decoder - a large value is gathered across chunks, then checked', () => {
+    const d = new ReplyDecoder()
+    const value = Buffer.alloc(100_000, 0x62)
+    assert.deepEqual(d.push(b('HD O1\r\nVA 100000 c9\r\n')), [{ kind: 'meta', status: 'HD', flags: { O: '1' } }])
+    for (let i = 0; i < value.length; i += 4096) {
+      assert.deepEqual(d.push(value.subarray(i, i + 4096)), [])
+      assert.equal(d.midReply, true)
+    }
+    const out = d.push(b('\r\nEN\r\n'))
+    assert.equal(out.length, 2)
+    assert.ok(out[0]?.kind === 'meta')
+    assert.deepEqual(out[0].value, value)
+    assert.deepEqual(out[1], { kind: 'meta', status: 'EN', flags: {} })
+    assert.equal(d.midReply, false)
+    // the same value, ended by garbage instead of CRLF
+    const bad = new ReplyDecoder()
+    bad.push(b('VA 100000\r\n'))
+    bad.push(value)
+    expectProtocolError([b('XY')], bad)
+  })
+
   test('decoder - values up to the limit are accepted', () => {
     const d = new ReplyDecoder({ maxValueBytes: 16 })
     const [reply] = d.push(b(`VA 16\r\n${'x'.repeat(16)}\r\n`))
