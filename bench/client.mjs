@@ -12,6 +12,12 @@
 //               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)
 //   inflight64  64 requests always in flight: raw = every data event that completes k replies
 //               writes k new requests (one write); client = 64 loops of `await conn.metaGet()`
+// With --model, two more rows show how far any client can get in batch64 on this machine: the
+// raw loop itself, made to do part of what a client must do (no other change):
+//   model-promises  one promise per request, resolved as its reply is counted, awaited with
+//                   Promise.all: the promise plumbing of the client row, and nothing else
+//   model-costs     15 µs busy-waited before each write (building 64 requests, ~0.23 µs each)
+//                   and 0.2 µs per reply after each data event (decoding): this client's costs
 import { execFileSync, spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import net from 'node:net'
@@ -27,8 +33,9 @@ const HOST = '127.0.0.1'
 // ---------------------------------------------------------------------------
 
 function usage(error) {
-  const text = `usage: node bench/client.mjs [--requests N] [--json]
+  const text = `usage: node bench/client.mjs [--requests N] [--model] [--json]
   --requests N  requests per measurement and round (default 20000; batch64 rounds up to a multiple of 64)
+  --model       also run the raw batch loop with a client's modelled costs (see the file's header)
   --json        print one JSON document on stdout instead of the table`
   if (error) {
     console.error(`bench/client: ${error}\n${text}`)
@@ -39,10 +46,11 @@ function usage(error) {
 }
 
 function parseArgs(argv) {
-  const o = { requests: 20_000, json: false }
+  const o = { requests: 20_000, json: false, model: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--json') o.json = true
+    else if (a === '--model') o.model = true
     else if (a === '--requests' || a.startsWith('--requests=')) {
       const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]
       const n = Number(v)
@@ -187,6 +195,9 @@ class RawSocket {
   #got = 0
   #resolve = null
   #onReplies = null
+  #perReply = 0
+  /** sendEach: the resolvers of the requests, by reply number. */
+  #each = null
 
   static connect(port) {
     return new Promise((resolve, reject) => {
@@ -230,14 +241,31 @@ class RawSocket {
     })
   }
 
-  /** Writes `text` (one write) and resolves when `replies` whole replies have arrived. */
-  send(text, replies) {
+  /**
+   * Writes `text` (one write) and resolves when `replies` whole replies have arrived. `model`
+   * (µs, busy-waited): `build` before the write, `perReply` after each data event per reply.
+   */
+  send(text, replies, model = null) {
     this.#want = replies
     this.#got = 0
+    this.#perReply = model?.perReply ?? 0
     return new Promise((resolve) => {
       this.#resolve = resolve
+      if (model?.build) busyWait(model.build)
       this.#sock.write(text)
     })
+  }
+
+  /** Like `send`, with one promise per request, each resolved as its reply is counted; resolves with Promise.all of them. */
+  sendEach(text, replies) {
+    this.#want = replies
+    this.#got = 0
+    const each = []
+    const all = Promise.all(Array.from({ length: replies }, () => new Promise((resolve) => each.push(resolve))))
+    this.#each = each
+    this.#resolve = () => (this.#each = null)
+    this.#sock.write(text)
+    return all
   }
 
   #onData(chunk) {
@@ -258,9 +286,11 @@ class RawSocket {
         throw new Error(`raw: unexpected reply ${JSON.stringify(buf.toString('latin1', pos, lf))}`)
       }
       pos = end
+      if (this.#each) this.#each[this.#got]()
       this.#got++
     }
     this.#buf = pos < buf.length ? buf.subarray(pos) : Buffer.alloc(0)
+    if (this.#perReply > 0) busyWait(this.#perReply * (this.#got - before))
     if (this.#onReplies && this.#got > before && this.#got < this.#want) this.#onReplies(this.#got - before)
     if (this.#got >= this.#want && this.#resolve) {
       const r = this.#resolve
@@ -278,6 +308,12 @@ class RawSocket {
 // measurements
 // ---------------------------------------------------------------------------
 
+/** Spends `micros` µs of CPU: a stand-in for a client's own work in the --model rows. */
+function busyWait(micros) {
+  const until = performance.now() + micros / 1000
+  while (performance.now() < until);
+}
+
 async function timed(fn) {
   const t0 = process.hrtime.bigint()
   await fn()
@@ -290,10 +326,17 @@ function median(values) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
-function makeRunners(raw, conn, key, wireKey) {
+/** Modelled client costs of the --model rows, in µs (measured for this client: docs/PERFORMANCE.md). */
+const MODEL_BUILD_US = 15
+const MODEL_DECODE_US_PER_REPLY = 0.2
+
+function makeRunners(raw, conn, key, wireKey, model) {
   const line = `mg ${key} v c t\r\n`
   const batchText = line.repeat(BATCH)
   const flags = ['v', 'c', 't']
+  const batchRaw = async (n) => {
+    for (let i = 0; i < n / BATCH; i++) await raw.send(batchText, BATCH)
+  }
   return {
     sequential: {
       raw: async (n) => {
@@ -307,9 +350,7 @@ function makeRunners(raw, conn, key, wireKey) {
       },
     },
     batch64: {
-      raw: async (n) => {
-        for (let i = 0; i < n / BATCH; i++) await raw.send(batchText, BATCH)
-      },
+      raw: batchRaw,
       client: async (n) => {
         for (let i = 0; i < n / BATCH; i++) {
           const replies = await Promise.all(Array.from({ length: BATCH }, () => conn.metaGet(wireKey, flags)))
@@ -317,6 +358,20 @@ function makeRunners(raw, conn, key, wireKey) {
         }
       },
     },
+    ...(model && {
+      modelPromises: {
+        raw: batchRaw,
+        client: async (n) => {
+          for (let i = 0; i < n / BATCH; i++) await raw.sendEach(batchText, BATCH)
+        },
+      },
+      modelCosts: {
+        raw: batchRaw,
+        client: async (n) => {
+          for (let i = 0; i < n / BATCH; i++) await raw.send(batchText, BATCH, { build: MODEL_BUILD_US, perReply: MODEL_DECODE_US_PER_REPLY })
+        },
+      },
+    }),
     inflight64: {
       raw: (n) => raw.stream(line, BATCH, n),
       client: async (n) => {
@@ -348,8 +403,10 @@ async function main() {
     const set = await conn.metaSet(wireKey, value, ['T0'])
     if (set.status !== 'HD') throw new Error(`could not store the bench key: ${set.status}`)
 
-    const runners = makeRunners(raw, conn, key, wireKey)
-    const counts = { sequential: opts.requests, batch64: Math.ceil(opts.requests / BATCH) * BATCH, inflight64: opts.requests * 4 }
+    const runners = makeRunners(raw, conn, key, wireKey, opts.model)
+    const batched = Math.ceil(opts.requests / BATCH) * BATCH
+    const counts = { sequential: opts.requests, batch64: batched, modelPromises: batched, modelCosts: batched, inflight64: opts.requests * 4 }
+    const perBatch = (name) => name === 'batch64' || name.startsWith('model')
     // warm-up: JIT and socket buffers, not measured
     for (const name of Object.keys(runners)) {
       await runners[name].raw(Math.min(counts[name], 2048))
@@ -377,8 +434,8 @@ async function main() {
         rawOpsPerSec: Math.round(rawOps),
         clientOpsPerSec: Math.round(clientOps),
         // per request (sequential) or per batch of 64 (batch64), in microseconds
-        rawMicros: Number(((1e6 / rawOps) * (name === 'batch64' ? BATCH : 1)).toFixed(1)),
-        clientMicros: Number(((1e6 / clientOps) * (name === 'batch64' ? BATCH : 1)).toFixed(1)),
+        rawMicros: Number(((1e6 / rawOps) * (perBatch(name) ? BATCH : 1)).toFixed(1)),
+        clientMicros: Number(((1e6 / clientOps) * (perBatch(name) ? BATCH : 1)).toFixed(1)),
         ratio: Number((clientOps / rawOps).toFixed(3)),
         rounds: { raw: samples[name].raw.map(Math.round), client: samples[name].client.map(Math.round) },
       }
@@ -392,12 +449,18 @@ async function main() {
       const rows = [
         ['scenario', 'requests', 'raw ops/s', 'client ops/s', 'raw µs', 'client µs', 'client/raw'],
         ...results.map((r) => [
-          { sequential: 'sequential mg k v c t', batch64: '64 concurrent mg (batches)', inflight64: '64 in flight (continuous)' }[r.scenario],
+          {
+            sequential: 'sequential mg k v c t',
+            batch64: '64 concurrent mg (batches)',
+            modelPromises: 'model: raw + a promise per request',
+            modelCosts: `model: raw + ${MODEL_BUILD_US} µs + ${MODEL_DECODE_US_PER_REPLY} µs/reply`,
+            inflight64: '64 in flight (continuous)',
+          }[r.scenario],
           String(r.requests),
           r.rawOpsPerSec.toLocaleString('en-US'),
           r.clientOpsPerSec.toLocaleString('en-US'),
-          `${r.rawMicros}${r.scenario === 'batch64' ? '/batch' : '/op'}`,
-          `${r.clientMicros}${r.scenario === 'batch64' ? '/batch' : '/op'}`,
+          `${r.rawMicros}${perBatch(r.scenario) ? '/batch' : '/op'}`,
+          `${r.clientMicros}${perBatch(r.scenario) ? '/batch' : '/op'}`,
           r.ratio.toFixed(2),
         ]),
       ]

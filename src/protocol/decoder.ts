@@ -57,13 +57,16 @@ const LF = 0x0a
 const CR = 0x0d
 const SP = 0x20
 const EMPTY = Buffer.alloc(0)
+/** Values up to this many bytes share a copy of at most SHARED_COPY bytes; larger ones get their own. */
+const SMALL_VALUE = 1024
+const SHARED_COPY = 16384
 const WORDS = new Set(['STORED', 'NOT_STORED', 'OK', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'RESET'])
 
 /**
  * Each push turns the buffered bytes into one latin1 string (one call into C++ per chunk, not one
  * per line or flag) and parses lines from it in JS; latin1 maps byte i to character i, so a
- * value's bytes are cut from the buffer at the offsets found in the string. The values of one
- * push are views of one copy of those bytes: never of the caller's chunk.
+ * value's bytes are cut from the buffer at the offsets found in the string. Small values are
+ * views of a shared copy of those bytes (never of the caller's chunk).
  */
 export class ReplyDecoder {
   readonly #maxLine: number
@@ -77,7 +80,7 @@ export class ReplyDecoder {
   #parts: Buffer[] = []
   #partsBytes = 0
   #need = 0
-  /** The copy that this push's values are views of, and the offset in `#buf` it starts at. */
+  /** The copy that small values of this push are views of, and the offset in `#buf` it starts at. */
   #values: Buffer | null = null
   #valuesFrom = 0
   #failed: ProtocolError | null = null
@@ -221,16 +224,22 @@ export class ReplyDecoder {
     }
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
     const flags = i === end ? {} : parseFlags(text, i, end)
-    // values are views into one copy of the bytes from the first value of this push on (one
-    // allocation per push, not one per value; never a view of the caller's chunk)
+    this.#pos = dataEnd + 2
+    if (len > SMALL_VALUE) {
+      const own = Buffer.allocUnsafe(len)
+      buf.copy(own, 0, dataStart, dataEnd)
+      return { kind: 'meta', status: 'VA', flags, value: own }
+    }
+    // small values are views into one shared copy of the next bytes (one allocation for many
+    // values, not one each; never a view of the caller's chunk; a kept value pins at most SHARED_COPY bytes)
     let values = this.#values
-    if (values === null) {
-      values = this.#values = Buffer.allocUnsafe(buf.length - dataStart)
-      buf.copy(values, 0, dataStart)
+    if (values === null || dataEnd > this.#valuesFrom + values.length) {
+      const size = Math.min(buf.length - dataStart, SHARED_COPY)
+      values = this.#values = Buffer.allocUnsafe(size)
+      buf.copy(values, 0, dataStart, dataStart + size)
       this.#valuesFrom = dataStart
     }
     const value = values.subarray(dataStart - this.#valuesFrom, dataEnd - this.#valuesFrom)
-    this.#pos = dataEnd + 2
     return { kind: 'meta', status: 'VA', flags, value }
   }
 

@@ -192,6 +192,19 @@ describe('ReplyDecoder - valid replies', () => {
     assert.equal(replies[2]?.kind === 'meta' && replies[2].value?.toString(), 'de', 'writing into one value leaves the next alone')
   })
 
+  test('decoder - many small and some large values in one chunk all come out exact', () => {
+    const values = Array.from({ length: 300 }, (_, i) => Buffer.alloc(i % 50 === 0 ? 5000 : (i * 7) % 200, 0x41 + (i % 26)))
+    const chunk = Buffer.concat(values.flatMap((v, i) => [b(`VA ${v.length} O${i}\r\n`), v, b('\r\n')]))
+    const replies = new ReplyDecoder().push(chunk)
+    chunk.fill(0)
+    assert.equal(replies.length, values.length)
+    replies.forEach((r, i) => {
+      assert.ok(r.kind === 'meta')
+      assert.deepEqual(r.value, values[i], `value ${i}`)
+      if ((r.value as Buffer).length > 4096) assert.equal(r.value?.buffer.byteLength, r.value?.length, 'a large value (above the pool size) has its own memory')
+    })
+  })
+
   test('decoder - a large value is gathered across chunks, then checked', () => {
     const d = new ReplyDecoder()
     const value = Buffer.alloc(100_000, 0x62)
