@@ -9,8 +9,13 @@ import { Locks } from '../lock/locks.js'
 import type { Serializer, SerializedWrapOptions } from '../lock/serializer.js'
 import { checkWrapOptions, wrapWithLock, type WrapOptions } from '../lock/wrap.js'
 
-/** The factory to use: an instance, or a function of `this` (e.g. `(self) => self.locks`), resolved at call time. */
-export type LocksSource = Locks | ((self: unknown) => Locks)
+/**
+ * The factory to use: an instance, or a function of `this` (e.g. `(self) => self.locks`), resolved
+ * at call time. `Self` is the decorated method's instance: `(self: Orders) => self.locks` checks
+ * it; without an annotation it is `any`, so `(self) => self.locks` type-checks too.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- see above: a decorator argument cannot be typed from the class it decorates
+export type LocksSource<Self = any> = Locks | ((self: Self) => Locks)
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyMethod = (this: unknown, ...args: any[]) => unknown
@@ -20,7 +25,8 @@ type AnyMethod = (this: unknown, ...args: any[]) => unknown
  * under the lock named by `key` (called with the instance as `this`). `kind: "reentrant"` lets
  * a locked method call another method locked on the same key.
  */
-export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOptions<A>) {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- `Self`: see LocksSource
+export function Locked<A extends unknown[], Self = any>(source: LocksSource<Self>, options: WrapOptions<A>) {
   if (!(source instanceof Locks) && typeof source !== 'function') {
     throw new InvalidArgumentError(`@Locked needs a Locks instance or a function returning one, got ${describe(source)}`)
   }
@@ -31,7 +37,7 @@ export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOp
   checkWrapOptions(options)
   return decorateFromSource(
     (self) => {
-      const locks: unknown = source instanceof Locks ? source : source(self)
+      const locks: unknown = source instanceof Locks ? source : source(self as Self)
       if (!(locks instanceof Locks)) throw new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`)
       return locks
     },
@@ -44,7 +50,8 @@ export function Locked<A extends unknown[]>(source: LocksSource, options: WrapOp
  * runs through `serializer.run` for that object key (lock held across read, commit and
  * conflict retries). The serializer may also be given as a function of `this`.
  */
-export function Serialized<A extends unknown[]>(source: Serializer | ((self: unknown) => Serializer), options: SerializedWrapOptions<A>) {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- `Self`: see LocksSource
+export function Serialized<A extends unknown[], Self = any>(source: Serializer | ((self: Self) => Serializer), options: SerializedWrapOptions<A>) {
   if (typeof source !== 'object' && typeof source !== 'function') {
     throw new InvalidArgumentError(`@Serialized needs a Serializer or a function returning one, got ${describe(source)}`)
   }
@@ -53,7 +60,7 @@ export function Serialized<A extends unknown[]>(source: Serializer | ((self: unk
   }
   return decorateFromSource(
     (self) => {
-      const serializer = typeof source === 'function' ? source(self) : source
+      const serializer = typeof source === 'function' ? source(self as Self) : source
       if (typeof serializer?.run !== 'function') throw new InvalidArgumentError(`@Serialized: the serializer function returned ${describe(serializer)}`)
       return serializer
     },

@@ -62,7 +62,7 @@ export function resolveAcquireOptions(
   base: AcquireOptions | undefined,
   implicit: { autoRenew: boolean; waitMs?: number },
 ): ResolvedAcquireOptions {
-  if (call !== undefined && (typeof call !== 'object' || call === null)) {
+  if (call !== undefined && (typeof call !== 'object' || call === null || Array.isArray(call))) {
     throw new InvalidArgumentError(`options must be an object, got ${describe(call)}`)
   }
   const o = { ...base, ...stripUndefined(call ?? {}) }

@@ -14,7 +14,7 @@ import {
   type LockLostError,
 } from '../errors.js'
 import { describe, MAX_NAME_LENGTH } from '../protocol/keys.js'
-import type { LockInfo, LockStore } from '../store/lock-store.js'
+import type { CreateResult, LockInfo, LockStore } from '../store/lock-store.js'
 import type { MemcachedClient, ServerHealth } from '../client/client.js'
 import type { Connection, ConnectionState } from '../client/connection.js'
 import { MemcachedStore } from '../store/memcached-store.js'
@@ -76,6 +76,8 @@ export class Locks extends EventEmitter {
   readonly #handoffYieldMs: number
   #wheel!: TimerWheel
   #closed = false
+  /** Attempts of `tryOnce` in flight (see `#create`). */
+  readonly #creating = new Set<Promise<unknown>>()
 
   constructor(options: LocksOptions = {}) {
     super()
@@ -98,6 +100,9 @@ export class Locks extends EventEmitter {
     }
     const clock = this.store.clock
     this.#wheel = new TimerWheel(() => clock.now())
+    if (defaults !== undefined && (typeof defaults !== 'object' || defaults === null || Array.isArray(defaults))) {
+      throw new InvalidArgumentError(`defaults must be an object of acquire options, got ${describe(defaults)}`)
+    }
     this.defaults = { ...defaults }
     resolveAcquireOptions(undefined, this.defaults, { autoRenew: false })
   }
@@ -168,6 +173,11 @@ export class Locks extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    // waits end now with ClosedError (not "unavailable": nobody may run unlocked because of a close);
+    // attempts already sent finish first, so a lock they took is handed back, not left behind
+    const closed = new ClosedError('this Locks factory was closed')
+    for (const q of this.#queues.values()) q.closeAll(closed)
+    await Promise.allSettled([...this.#creating, ...[...this.#queues.values()].map((q) => q.settled())])
     await Promise.allSettled([...this.#active].map((h) => h.release()))
     if (this.#ownsStore) await this.store.close()
   }
@@ -179,7 +189,7 @@ export class Locks extends EventEmitter {
     if (o.signal?.aborted) throw new LockAbortedError(key, { cause: o.signal.reason })
     let result
     try {
-      result = await this.store.create(key, o.ttlMs, defaultOwner(o.label))
+      result = await this.#create(key, o)
     } catch (error) {
       return this.#unavailable(key, o, error)
     }
@@ -190,6 +200,24 @@ export class Locks extends EventEmitter {
     }
     this.#holderStarted(key)
     return this.#handle(key, result.lease, o, { waited: false, requestedAt })
+  }
+
+  /** One attempt, tracked so that `close` waits for it; a lock it takes after `close` began is handed back. */
+  #create(key: string, o: ResolvedAcquireOptions): Promise<CreateResult> {
+    const attempt = (async () => {
+      const result = await this.store.create(key, o.ttlMs, defaultOwner(o.label))
+      if (result.acquired && this.#closed) {
+        await this.store.delete(result.lease).catch(() => {})
+        throw new ClosedError('this Locks factory was closed while the lock was being acquired')
+      }
+      return result
+    })()
+    this.#creating.add(attempt)
+    const settled = (): void => {
+      this.#creating.delete(attempt)
+    }
+    attempt.then(settled, settled)
+    return attempt
   }
 
   /** @internal Whether an attempt in this process found `key` taken recently (within {@link CONTENDED_WINDOW_MS}). */
@@ -225,12 +253,19 @@ export class Locks extends EventEmitter {
     }
     const outcome = await this.#queue(key).wait(o, defaultOwner(o.label))
     if ('error' in outcome) return this.#unavailable(key, o, outcome.error)
+    if (this.#closed) {
+      await this.store.delete(outcome.lease).catch(() => {})
+      throw new ClosedError('this Locks factory was closed while the lock was being acquired')
+    }
     return this.#handle(key, outcome.lease, o, { waited: true, requestedAt })
   }
 
   #unavailable(key: string, o: ResolvedAcquireOptions, error: unknown): LockHandle {
     // a bad argument is the caller's bug, not an unreachable store: never run unlocked for it
     if (error instanceof InvalidArgumentError) throw error
+    // nor a closed factory or store: closing is not an outage
+    if (error instanceof ClosedError) throw error
+    if (this.#closed) throw new ClosedError('this Locks factory was closed', { cause: error })
     if (o.onUnavailable !== 'proceed') throw new LockUnavailableError(key, { cause: error })
     this.emit('unlocked', key, error)
     return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt, wheel: this.#wheel }, this.#hooks)

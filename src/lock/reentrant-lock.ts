@@ -20,17 +20,37 @@ import { runScoped } from './scoped.js'
 
 interface Hold {
   readonly base: LockHandle
+  /** The factory and key it is a hold of (see {@link holdKey}). */
+  readonly id: string
   count: number
   readonly owner: LockOwner | null
 }
 
-/** Per-context holds: key to hold. Replaced (never mutated) when a hold is entered. */
+/** Per-context holds: hold id to hold. Replaced (never mutated) when a hold is entered. */
 const context = new AsyncLocalStorage<ReadonlyMap<string, Hold>>()
 
 /** An explicit reentrancy owner: every acquisition passing the same owner re-enters. */
 export class LockOwner {
-  /** @internal */
+  /** @internal Holds by hold id. */
   readonly holds = new Map<string, Hold>()
+  /** @internal Acquisitions in flight by hold id: a second one waits for the first, then re-enters. */
+  readonly acquiring = new Map<string, Promise<ReentrantHandle>>()
+}
+
+const factoryIds = new WeakMap<Locks, number>()
+let lastFactoryId = 0
+
+/**
+ * Holds are per factory and key: a hold of `k` taken through one `Locks` is a different lock
+ * from `k` through another (another server, prefix or client), so it is never re-entered from there.
+ */
+function holdKey(locks: Locks, key: string): string {
+  let id = factoryIds.get(locks)
+  if (id === undefined) {
+    id = ++lastFactoryId
+    factoryIds.set(locks, id)
+  }
+  return id + '\0' + key
 }
 
 export interface ReentrantAcquireOptions extends AcquireOptions {
@@ -88,7 +108,7 @@ export class ReentrantHandle implements AsyncDisposable {
   run<T>(fn: () => T): T {
     const parent = context.getStore()
     const next = new Map(parent)
-    next.set(this.key, this.#hold)
+    next.set(this.#hold.id, this.#hold)
     return context.run(next, fn)
   }
 
@@ -115,7 +135,7 @@ export class ReentrantHandle implements AsyncDisposable {
     const hold = this.#hold
     hold.count--
     if (hold.count > 0) return false
-    if (hold.owner && hold.owner.holds.get(this.key) === hold) hold.owner.holds.delete(this.key)
+    if (hold.owner && hold.owner.holds.get(hold.id) === hold) hold.owner.holds.delete(hold.id)
     return true
   }
 }
@@ -124,12 +144,14 @@ export class ReentrantLock {
   readonly key: string
   readonly #locks: Locks
   readonly #defaults: AcquireOptions
+  readonly #id: string
 
   /** @internal Use `locks.reentrant(key)`. */
   constructor(locks: Locks, key: string, defaults: AcquireOptions) {
     this.#locks = locks
     this.key = key
     this.#defaults = defaults
+    this.#id = holdKey(locks, key)
   }
 
   /**
@@ -159,9 +181,24 @@ export class ReentrantLock {
   async #acquire(options: ReentrantAcquireOptions | undefined, autoRenew: boolean): Promise<ReentrantHandle> {
     // options are checked even when re-entering: a bad call fails the same way inside a hold and outside
     const o = resolveAcquireOptions(stripOwner(options), this.#defaults, { autoRenew })
-    const reentered = this.#reenter(options)
-    if (reentered) return reentered
-    return this.#adopt(await this.#locks.waitFor(this.key, o), options?.owner)
+    const owner = options?.owner
+    for (;;) {
+      const reentered = this.#reenter(options)
+      if (reentered) return reentered
+      // the same owner is already acquiring this key: wait for that, then re-enter (or try in turn if it failed)
+      const first = owner?.acquiring.get(this.#id)
+      if (!first) break
+      await first.catch(() => {})
+    }
+    const acquiring = this.#locks.waitFor(this.key, o).then((base) => this.#adopt(base, owner))
+    if (owner) {
+      owner.acquiring.set(this.#id, acquiring)
+      const settled = (): void => {
+        if (owner.acquiring.get(this.#id) === acquiring) owner.acquiring.delete(this.#id)
+      }
+      acquiring.then(settled, settled)
+    }
+    return acquiring
   }
 
   inspect(): Promise<LockInfo | null> {
@@ -173,7 +210,7 @@ export class ReentrantLock {
     if (owner !== undefined && !(owner instanceof LockOwner)) {
       throw new InvalidArgumentError(`owner must be a LockOwner (locks.createOwner()), got ${describe(owner)}`)
     }
-    const hold = owner ? owner.holds.get(this.key) : context.getStore()?.get(this.key)
+    const hold = owner ? owner.holds.get(this.#id) : context.getStore()?.get(this.#id)
     if (!hold || hold.count <= 0) return null
     if (hold.base.state === 'lost') throw hold.base.lostError as LockLostError
     if (hold.base.state !== 'held') return null
@@ -182,15 +219,15 @@ export class ReentrantLock {
   }
 
   #adopt(base: LockHandle, owner: LockOwner | undefined): ReentrantHandle {
-    const hold: Hold = { base, count: 1, owner: owner ?? null }
-    if (owner) owner.holds.set(this.key, hold)
+    const hold: Hold = { base, id: this.#id, count: 1, owner: owner ?? null }
+    if (owner) owner.holds.set(this.#id, hold)
     return new ReentrantHandle(hold)
   }
 }
 
 function stripOwner(o: ReentrantAcquireOptions | undefined): AcquireOptions | undefined {
   // anything but an object goes through as is, for resolveAcquireOptions to reject
-  if (typeof o !== 'object' || o === null) return o
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return o
   const { owner: _owner, ...rest } = o
   return rest
 }

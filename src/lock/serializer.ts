@@ -157,6 +157,9 @@ export class Serializer extends EventEmitter {
     const mode = options.mode ?? 'soft'
     if (mode !== 'soft' && mode !== 'strict') throw new InvalidArgumentError(`mode must be "soft" or "strict", got ${describe(mode)}`)
     this.#mode = mode
+    if (options.acquire !== undefined && (typeof options.acquire !== 'object' || options.acquire === null || Array.isArray(options.acquire))) {
+      throw new InvalidArgumentError(`acquire must be an object of acquire options, got ${describe(options.acquire)}`)
+    }
     this.#acquire = {
       ...options.acquire,
       ttlMs: options.ttlMs ?? 30_000,
@@ -165,7 +168,7 @@ export class Serializer extends EventEmitter {
       onUnavailable: 'fail',
     }
     this.#waitMs = resolveAcquireOptions(undefined, this.#acquire, { autoRenew: true }).waitMs
-    const batch = options.batch ?? {}
+    const batch = options.batch === undefined ? {} : options.batch
     if (batch !== false && (typeof batch !== 'object' || batch === null)) {
       throw new InvalidArgumentError(`batch must be false or an object { maxRuns, maxMs }, got ${describe(batch)}`)
     }

@@ -49,6 +49,7 @@ export class WaitQueue {
   readonly #hooks: QueueHooks
   #waiters: Waiter[] = []
   #pumping = false
+  #pumped: Promise<void> | null = null
   #localWake: AbortController | null = null
   /** Until then (store clock) this process lets remote waiters take the key first. */
   #yieldUntil = 0
@@ -112,8 +113,19 @@ export class WaitQueue {
         opts.signal?.removeEventListener('abort', onAbort)
       }
       this.#waiters.push(w)
-      if (!this.#pumping) void this.#pump()
+      if (!this.#pumping) this.#pumped = this.#pump()
     })
+  }
+
+  /** Ends every wait with `error` (the factory is closing); {@link settled} tells when the poller has stopped. */
+  closeAll(error: Error): void {
+    for (const w of this.#waiters) this.#finish(w, error)
+    this.#localWake?.abort()
+  }
+
+  /** Resolves once the poller is not running (its last attempt, and any lease it handed back, done). */
+  settled(): Promise<void> {
+    return this.#pumping && this.#pumped ? this.#pumped : Promise.resolve()
   }
 
   /** A holder of this key in this process released or lost it: the next waiter may try at once. */
@@ -195,7 +207,7 @@ export class WaitQueue {
           const lease = result.lease
           if (head.done || lease.validUntil <= this.#store.clock.now()) {
             // nobody to give it to (timed out meanwhile), or already spent: hand it back
-            this.#store.delete(lease).catch(() => {})
+            await this.#store.delete(lease).catch(() => {})
             continue
           }
           // served: the line moves on (and there is no turn left to pass on)

@@ -132,8 +132,13 @@ export class MemcachedStore implements LockStore {
     }
     if (reply.status === 'HD') {
       const id = conn.identity as ServerIdentity
-      this.#refuseIfUnsafe(conn, id, ttlMs)
       const cas = casOf(conn, reply, 'ms ME')
+      const refusal = this.#refusal(conn, id, ttlMs)
+      if (refusal) {
+        // the item is ours (its CAS): take it back before refusing, so nothing stays locked
+        await conn.metaDelete(wire, ['C' + cas]).catch(() => this.#cleanupAmbiguous(conn, wire, token, ttlMs))
+        throw refusal
+      }
       const lease = new MemcachedLease(
         key,
         token,
@@ -378,10 +383,11 @@ export class MemcachedStore implements LockStore {
     this.options.onWarning(`memcached at ${conn.name} ${risk}`, conn.name)
   }
 
-  #refuseIfUnsafe(conn: Connection, id: ServerIdentity, ttlMs: number): void {
-    if (!this.options.refuseUnsafeServers) return
+  /** With `refuseUnsafeServers`: the error refusing a server that may evict lock keys; null when safe. */
+  #refusal(conn: Connection, id: ServerIdentity, ttlMs: number): UnsafeServerError | null {
+    if (!this.options.refuseUnsafeServers) return null
     const risk = evictionRisk(id.settings, serverTtlSeconds(ttlMs))
-    if (risk) throw new UnsafeServerError(`memcached at ${conn.name} ${risk}`, conn.name)
+    return risk ? new UnsafeServerError(`memcached at ${conn.name} ${risk}`, conn.name) : null
   }
 
   #cleanupAmbiguous(conn: Connection, wire: WireKey, token: string, ttlMs: number): void {

@@ -61,6 +61,18 @@ export function resolveStoreOptions(o: MemcachedStoreOptions): ResolvedStoreOpti
     const v = o[name]
     if (v !== undefined && typeof v !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${describe(v)}`)
   }
+  if (o.onWarning !== undefined && typeof o.onWarning !== 'function') {
+    throw new InvalidArgumentError(`onWarning must be a function (message, server) => void, got ${describe(o.onWarning)}`)
+  }
+  if (o.clock !== undefined && typeof o.clock?.now !== 'function') {
+    throw new InvalidArgumentError(`clock must be an object with a now() method, got ${describe(o.clock)}`)
+  }
+  if (o.tls !== undefined && typeof o.tls !== 'boolean' && (typeof o.tls !== 'object' || o.tls === null)) {
+    throw new InvalidArgumentError(`tls must be true, false or node:tls connect options, got ${describe(o.tls)}`)
+  }
+  if (o.reconnectMinDelayMs !== undefined && o.reconnectMaxDelayMs !== undefined && o.reconnectMinDelayMs > o.reconnectMaxDelayMs) {
+    throw new InvalidArgumentError(`reconnectMinDelayMs (${o.reconnectMinDelayMs}) must not be greater than reconnectMaxDelayMs (${o.reconnectMaxDelayMs})`)
+  }
   if (o.auth !== undefined && (typeof o.auth?.username !== 'string' || typeof o.auth?.password !== 'string' || /[\s]/.test(o.auth.username))) {
     throw new InvalidArgumentError('auth must be { username, password } with a username without spaces')
   }

@@ -447,6 +447,17 @@ describe('cli doctor', () => {
     assert.match(r.stdout, /fix: .*-M/);
   });
 
+  test('cli doctor - a server started with -Y reports that authentication is on', async () => {
+    const auth = { username: 'doctor', password: 'pw-1' };
+    const secured = await MemcachedServer.start({ args: ['-M'], auth });
+    ownServers.push(secured);
+    const r = await runCli(['doctor', secured.address, '--username', auth.username, '--password', auth.password], { env: env() });
+    assert.equal(r.code, EXIT.OK, r.stdout + r.stderr);
+    assert.match(r.stdout, /ok\s+auth: ASCII auth \(-Y\) required and accepted/);
+    const plain = await runCli(['doctor'], { env: env() });
+    assert.match(plain.stdout, /ok\s+auth: no authentication/);
+  });
+
   test('cli doctor - an unreachable server exits 1', async () => {
     const address = `127.0.0.1:${await closedPort()}`;
     const r = await runCli(['doctor', address], { env: env() });

@@ -166,6 +166,39 @@ describe('mutex', () => {
     await a.close();
   });
 
+  test('mutex - close ends waits with ClosedError, never runs them unlocked, and leaves nothing locked', async () => {
+    const a = open();
+    const b = open();
+    const key = uniqueKey('close-wait');
+    const held = await b.mutex(key).acquire();
+    let ran = false;
+    const proceeding = settle(a.withLock(key, () => (ran = true), { waitMs: 5_000, onUnavailable: 'proceed' }));
+    const waiting = settle(a.mutex(key).acquire({ waitMs: 5_000 }));
+    const serialized = settle(a.serializer({ isConflict: () => false, waitMs: 5_000 }).run(key, () => (ran = true)));
+    await sleep(100);
+    await a.close();
+    for (const outcome of await Promise.all([proceeding, waiting, serialized])) {
+      assert.ok(!outcome.ok && (outcome.error as { code?: string }).code === 'ERR_CLOSED', String(outcome.ok || outcome.error));
+    }
+    assert.equal(ran, false, 'nothing ran unlocked because of the close');
+    assert.equal(held.isHeld, true);
+    await held.release();
+  });
+
+  test('mutex - close while attempts are in flight: each ends held-then-released or ClosedError, nothing stays locked', async () => {
+    const b = open();
+    for (let i = 0; i < 5; i++) {
+      const a = open();
+      await a.inspect('warm-up');
+      const key = uniqueKey(`close-race-${i}`);
+      const attempt = settle(i % 2 ? a.mutex(key).tryAcquire() : a.mutex(key).acquire());
+      await a.close();
+      const outcome = await attempt;
+      if (!outcome.ok) assert.equal((outcome.error as { code?: string }).code, 'ERR_CLOSED', String(outcome.error));
+      assert.equal(await b.inspect(key), null, `attempt ${i} left the key locked`);
+    }
+  });
+
   test('mutex - extend renews the lease and keeps the fencing token', async () => {
     const a = open();
     const key = uniqueKey('extend');
@@ -621,6 +654,22 @@ describe('eviction warning', () => {
     assert.match(warnings[0]![0], /temporary_ttl=30 < 62 s/);
   });
 
+  test('eviction warning - refuseUnsafeServers refuses the lock and leaves nothing locked', async () => {
+    const s = await ownServer([]);
+    const strict = open({ servers: s.address, refuseUnsafeServers: true, onWarning: () => {} });
+    const other = open({ servers: s.address, onWarning: () => {} });
+    const key = uniqueKey('refused');
+    await assert.rejects(strict.mutex(key).acquire({ waitMs: 0 }), (err: unknown) => {
+      assert.ok(err instanceof LockUnavailableError, String(err));
+      assert.equal((err.cause as { code?: string }).code, 'ERR_UNSAFE_SERVER');
+      return true;
+    });
+    assert.equal(await other.inspect(key), null, 'the refused item was taken back');
+    const h = await other.mutex(key).tryAcquire();
+    assert.ok(h, 'another client gets the key at once');
+    await h.release();
+  });
+
   test('eviction warning - not emitted for -M or a temporary_ttl that covers the TTL', async () => {
     assert.deepEqual(await warningsFor(['-M']), []);
     assert.deepEqual(await warningsFor(['-o', 'temporary_ttl=120']), []);
@@ -722,8 +771,8 @@ describe('arguments', () => {
       await rejectsInvalid(() => a.withReentrantLock(key, fn), FN_RE, `withReentrantLock ${w}`);
       assert.throws(() => a.wrap(fn, { key: () => key }), INVALID(FN_RE), `wrap ${w}`);
     }
-    for (const o of [42, 'options', null, true, 10n] as unknown as object[]) {
-      const w = `options ${show(o)}`;
+    for (const o of [42, 'options', null, true, 10n, []] as unknown as object[]) {
+      const w = `options ${Array.isArray(o) ? 'an array' : show(o)}`;
       await rejectsInvalid(() => m.acquire(o), OPTS_RE, `acquire ${w}`);
       await rejectsInvalid(() => m.tryAcquire(o), OPTS_RE, `tryAcquire ${w}`);
       await rejectsInvalid(() => m.withLock(() => {}, o), OPTS_RE, `mutex.withLock ${w}`);
@@ -734,7 +783,7 @@ describe('arguments', () => {
       await rejectsInvalid(() => a.withReentrantLock(key, () => {}, o), OPTS_RE, `withReentrantLock ${w}`);
       assert.throws(() => a.mutex(key, o), INVALID(OPTS_RE), `mutex(key, ${w})`);
       assert.throws(() => a.reentrant(key, o), INVALID(OPTS_RE), `reentrant(key, ${w})`);
-      if (o !== null) assert.throws(() => new Locks(o), INVALID(OPTS_RE), `new Locks(${w})`);
+      if (o !== null && !Array.isArray(o)) assert.throws(() => new Locks(o), INVALID(OPTS_RE), `new Locks(${w})`);
     }
     assert.equal(await a.inspect(key), null, 'nothing was locked');
   });
@@ -760,6 +809,15 @@ describe('arguments', () => {
     await rejectsInvalid(() => a.reentrant(key).acquire({ owner: {} } as never), /owner must be a LockOwner/, 'owner {}');
     assert.throws(() => new Locks({ store: {} as never }), INVALID(/store must implement LockStore/));
     assert.throws(() => new Locks({ connectTimeoutMs: -1 }), INVALID(/connectTimeoutMs must be an integer/));
+    // factory and store options fail at construction, not at the first acquisition
+    const servers = server.address;
+    assert.throws(() => new Locks({ servers, clock: 5 as never }), INVALID(/clock must be an object with a now\(\) method/));
+    assert.throws(() => new Locks({ servers, onWarning: 'x' as never }), INVALID(/onWarning must be a function/));
+    assert.throws(() => new Locks({ servers, tls: 'yes' as never }), INVALID(/tls must be true, false or node:tls connect options/));
+    assert.throws(() => new Locks({ servers, reconnectMinDelayMs: 500, reconnectMaxDelayMs: 100 }), INVALID(/must not be greater than reconnectMaxDelayMs/));
+    assert.throws(() => new Locks({ servers, defaults: 'x' as never }), INVALID(/defaults must be an object/));
+    assert.throws(() => a.serializer({ isConflict: () => false, acquire: 'x' as never }), INVALID(/acquire must be an object/));
+    assert.throws(() => a.serializer({ isConflict: () => false, batch: null as never }), INVALID(/batch must be false or an object/));
     assert.equal(await a.inspect(key), null, 'nothing was locked');
   });
 });

@@ -170,6 +170,49 @@ describe('reentrant', () => {
     await h3.release();
   });
 
+  test('reentrant - one owner acquiring twice at once: the second waits for the first, then re-enters', async () => {
+    const { locks } = memoryLocks();
+    const key = uniqueKey('owner-concurrent');
+    const lock = locks.reentrant(key);
+    const owner = locks.createOwner();
+    const [h1, h2] = await Promise.all([lock.acquire({ owner, waitMs: 1000 }), lock.acquire({ owner, waitMs: 1000 })]);
+    assert.equal(h1.fencingToken, h2.fencingToken, 'one lease');
+    assert.equal(h2.holdCount, 2);
+    await h1.release();
+    assert.ok(await locks.inspect(key), 'held until the last level goes');
+    await h2.release();
+    assert.equal(await locks.inspect(key), null);
+    // when the first acquisition fails, the second tries on its own
+    const other = await locks.mutex(key).acquire();
+    const both = await Promise.allSettled([lock.acquire({ owner, waitMs: 30 }), lock.acquire({ owner, waitMs: 30 })]);
+    assert.deepEqual(
+      both.map((r) => (r.status === 'rejected' ? (r.reason as { code: string }).code : 'fulfilled')),
+      ['ERR_LOCK_TIMEOUT', 'ERR_LOCK_TIMEOUT'],
+    );
+    await other.release();
+  });
+
+  test('reentrant - a hold through one factory is not re-entered through another', async () => {
+    const store = new MemoryStore();
+    const a = new Locks({ store });
+    const b = new Locks({ store });
+    opened.push(a, b);
+    const key = uniqueKey('factories');
+    const owner = a.createOwner();
+    await a.reentrant(key).withLock(async () => {
+      // same key, same store, another factory: another client, so it must wait like one
+      await assert.rejects(b.reentrant(key).acquire({ waitMs: 30 }), { code: 'ERR_LOCK_TIMEOUT' });
+      assert.equal(await b.reentrant(key).tryAcquire(), null);
+      // while the same factory re-enters
+      const again = await a.reentrant(key).acquire();
+      assert.equal(again.holdCount, 2);
+      await again.release();
+    });
+    const held = await a.reentrant(key).acquire({ owner });
+    assert.equal(await b.reentrant(key).tryAcquire({ owner }), null, "an owner's hold is per factory too");
+    await held.release();
+  });
+
   test('reentrant - the lease goes with the last level; extra releases are no-ops', async () => {
     const { locks } = memoryLocks();
     const key = uniqueKey('count');

@@ -365,8 +365,22 @@ describe('serializer forms (memory store)', () => {
     const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, retryMinDelayMs: 0, retryMaxDelayMs: 0 })
     const cell = new VersionedCell()
     class Repo {
+      readonly serializer = serializer
       @Serialized(serializer, { key: (id: string) => `cell:${id}` })
       async bump(id: string): Promise<string> {
+        await increment(cell, 1)
+        return id
+      }
+
+      // the serializer taken from this, with and without a type annotation
+      @Serialized((self) => self.serializer, { key: (id: string) => `cell:${id}` })
+      async bumpToo(id: string): Promise<string> {
+        await increment(cell, 1)
+        return id
+      }
+
+      @Serialized((self: Repo) => self.serializer, { key: (id: string) => `cell:${id}` })
+      async bumpThree(id: string): Promise<string> {
         await increment(cell, 1)
         return id
       }
@@ -374,7 +388,8 @@ describe('serializer forms (memory store)', () => {
     const repo = new Repo()
     const results = await Promise.all(Array.from({ length: 5 }, () => repo.bump('x')))
     assert.deepEqual(results, ['x', 'x', 'x', 'x', 'x'])
-    assert.equal(cell.value, 5)
+    assert.deepEqual(await Promise.all([repo.bumpToo('x'), repo.bumpThree('x')]), ['x', 'x'])
+    assert.equal(cell.value, 7)
     assert.equal(serializer.stats().conflicts, 0)
     await locks.close()
   })

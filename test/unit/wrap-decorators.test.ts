@@ -213,8 +213,14 @@ describe('@Locked', () => {
         return `${this.region}/${id}/${qty}`;
       }
 
-      @Locked((self) => (self as Orders).locksOf(), { key: () => SKIP_LOCK })
+      // the function form type-checks without an annotation (self is any) and with one
+      @Locked((self) => self.locksOf(), { key: () => SKIP_LOCK })
       async unlocked(): Promise<number> {
+        return store.size;
+      }
+
+      @Locked((self: Orders) => self.locksOf(), { key: () => SKIP_LOCK })
+      async unlockedToo(): Promise<number> {
         return store.size;
       }
 
@@ -229,6 +235,7 @@ describe('@Locked', () => {
     assert.deepEqual(orders.log, ['o1 locked=true']);
     assert.equal(store.size, 0);
     assert.equal(await orders.unlocked(), 0);
+    assert.equal(await orders.unlockedToo(), 0);
 
     // one key at a time across instances of the class
     let running = 0;

@@ -114,7 +114,9 @@ async function checkServer(address: ServerAddress, ttlMs: number, opts: ReturnTy
       detail: tlsEnabled ? 'TLS enabled on the server' : 'no TLS',
       ...(tlsEnabled || isLoopback(address.host) ? {} : { fix: 'start memcached with -Z and ssl_chain_cert/ssl_key, connect with --tls' }),
     })
-    const authOn = id.settings.auth_enabled_ascii === 'yes'
+    // memcached reports the -Y auth file's path here when ASCII auth is on, and `no` when it is off
+    const ascii = id.settings.auth_enabled_ascii
+    const authOn = ascii !== undefined && ascii !== '' && ascii !== 'no'
     findings.push({ level: 'ok', check: 'auth', detail: authOn ? 'ASCII auth (-Y) required and accepted' : 'no authentication' })
     const skew = id.time - localNow
     findings.push({

@@ -26,7 +26,7 @@ Options:
       --updates <n>         updates per writer                        default 25
       --work-ms <n>         work per update, in ms                    default 5
       --work <cpu|io>       CPU-bound (busy loop) or I/O-like (sleep) default cpu
-      --quick               4 writers x 10 updates x 3 ms (about 10 s)
+      --quick               4 writers x 10 updates x 3 ms (about a second)
       --memory              use the in-process memory store (no memcached)
       --json                print the results as JSON
   -h, --help
