@@ -14,7 +14,7 @@ import {
   type LockLostError,
 } from '../errors.js'
 import { describe, MAX_NAME_LENGTH } from '../protocol/keys.js'
-import type { CreateResult, LockInfo, LockStore } from '../store/lock-store.js'
+import type { CreateResult, Lease, LockInfo, LockStore } from '../store/lock-store.js'
 import type { MemcachedClient, ServerHealth } from '../client/client.js'
 import type { Connection, ConnectionState } from '../client/connection.js'
 import { MemcachedStore } from '../store/memcached-store.js'
@@ -206,11 +206,7 @@ export class Locks extends EventEmitter {
   #create(key: string, o: ResolvedAcquireOptions): Promise<CreateResult> {
     const attempt = (async () => {
       const result = await this.store.create(key, o.ttlMs, defaultOwner(o.label))
-      if (result.acquired && this.#closed) {
-        await this.store.delete(result.lease).catch(() => {})
-        throw new ClosedError('this Locks factory was closed while the lock was being acquired')
-      }
-      return result
+      return result.acquired && this.#closed ? this.#handBack(result.lease) : result
     })()
     this.#creating.add(attempt)
     const settled = (): void => {
@@ -253,11 +249,14 @@ export class Locks extends EventEmitter {
     }
     const outcome = await this.#queue(key).wait(o, defaultOwner(o.label))
     if ('error' in outcome) return this.#unavailable(key, o, outcome.error)
-    if (this.#closed) {
-      await this.store.delete(outcome.lease).catch(() => {})
-      throw new ClosedError('this Locks factory was closed while the lock was being acquired')
-    }
+    if (this.#closed) return this.#handBack(outcome.lease)
     return this.#handle(key, outcome.lease, o, { waited: true, requestedAt })
+  }
+
+  /** A lease taken while `close` ran: delete it, and fail the acquisition with ClosedError. */
+  async #handBack(lease: Lease): Promise<never> {
+    await this.store.delete(lease).catch(() => {})
+    throw new ClosedError('this Locks factory was closed while the lock was being acquired')
   }
 
   #unavailable(key: string, o: ResolvedAcquireOptions, error: unknown): LockHandle {

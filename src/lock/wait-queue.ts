@@ -49,6 +49,7 @@ export class WaitQueue {
   readonly #hooks: QueueHooks
   #waiters: Waiter[] = []
   #pumping = false
+  /** The poller's latest run (resolved once it stopped). */
   #pumped: Promise<void> | null = null
   #localWake: AbortController | null = null
   /** Until then (store clock) this process lets remote waiters take the key first. */
@@ -125,7 +126,7 @@ export class WaitQueue {
 
   /** Resolves once the poller is not running (its last attempt, and any lease it handed back, done). */
   settled(): Promise<void> {
-    return this.#pumping && this.#pumped ? this.#pumped : Promise.resolve()
+    return this.#pumped ?? Promise.resolve()
   }
 
   /** A holder of this key in this process released or lost it: the next waiter may try at once. */
