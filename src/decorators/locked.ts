@@ -52,7 +52,7 @@ export function Locked<A extends unknown[], Self = any>(source: LocksSource<Self
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- `Self`: see LocksSource
 export function Serialized<A extends unknown[], Self = any>(source: Serializer | ((self: Self) => Serializer), options: SerializedWrapOptions<A>) {
-  if (typeof source !== 'object' && typeof source !== 'function') {
+  if (typeof source !== 'function' && typeof (source as Serializer | null)?.run !== 'function') {
     throw new InvalidArgumentError(`@Serialized needs a Serializer or a function returning one, got ${describe(source)}`)
   }
   if (typeof options?.key !== 'function') {

@@ -197,9 +197,14 @@ export class Serializer extends EventEmitter {
     const s = this.#stats
     s.runs++
     const waitStart = performance.now()
-    const current = this.#batches.get(key)
-    // (decided before any await: runs started together must see the batch the first one registers)
-    let batch = current && this.#open(current) ? await this.#join(current, waitStart) : null
+    // (the first look is before any await: runs started together must see the batch the first one registers)
+    let batch: Batch | null = null
+    for (let current = this.#batches.get(key); current && this.#open(current); current = this.#batches.get(key)) {
+      batch = await this.#join(current, waitStart)
+      // the batch ended before this run's turn: the next one may be forming already (a run queued
+      // with this one is acquiring for it), so look again, while the wait bound allows
+      if (batch || performance.now() - waitStart >= this.#waitMs) break
+    }
     let handle: LockHandle | null = batch?.handle ?? null
     if (!batch) {
       // while this run acquires, runs here for the same key queue behind it instead of competing
@@ -215,21 +220,23 @@ export class Serializer extends EventEmitter {
           // a batch still in the map has ended or is ending (its lease is gone: we hold the lock)
           this.#batches.set(key, batch)
         }
-      } catch (err) {
+      } catch (caught) {
         if (own) void this.#end(own)
+        // the whole wait counts, also the part spent queued here behind a batch
+        const err = caught instanceof LockTimeoutError ? new LockTimeoutError(key, this.#waitMs, { cause: caught }) : caught
         if (this.#mode === 'strict' || !isLockUnobtainable(err)) {
           s.failed++
           s.waitMs += performance.now() - waitStart
           throw err
         }
         s.unlockedRuns++
-        this.emit('unlocked', key, err)
+        this.#notify('unlocked', key, err)
       }
     }
     s.waitMs += performance.now() - waitStart
     const unlisten = handle?.onLost((error) => {
       s.lostLocks++
-      this.emit('lost', key, error)
+      this.#notify('lost', key, error)
     })
     try {
       for (let attempt = 1; ; attempt++) {
@@ -248,12 +255,12 @@ export class Serializer extends EventEmitter {
           return result
         } catch (err) {
           s.workMs += performance.now() - workStart
-          if (!this.#isConflict(err)) {
+          if (!this.#conflict(err)) {
             s.failed++
             throw err
           }
           s.conflicts++
-          this.emit('conflict', key, attempt, err)
+          this.#notify('conflict', key, attempt, err)
           if (attempt >= this.#maxAttempts) {
             s.failed++
             throw err
@@ -340,6 +347,24 @@ export class Serializer extends EventEmitter {
     const queued = batch.queue.splice(0)
     if (batch.handle) await this.#release(batch.key, batch.handle)
     for (const waiter of queued) waiter(false)
+  }
+
+  /** `isConflict(err)`; an `isConflict` that throws is taken as "not a conflict", so the run fails with its own error. */
+  #conflict(err: unknown): boolean {
+    try {
+      return Boolean(this.#isConflict(err))
+    } catch {
+      return false
+    }
+  }
+
+  /** Emits an event; a listener that throws cannot break the run or its counters (it becomes a process warning). */
+  #notify(event: 'unlocked' | 'lost' | 'conflict', ...args: unknown[]): void {
+    try {
+      this.emit(event, ...args)
+    } catch (err) {
+      process.emitWarning(`a serializer '${event}' listener threw: ${(err as Error)?.message ?? String(err)}`, { code: 'MEMCACHED_LOCK_LISTENER_ERROR' })
+    }
   }
 
   /** Whether another run may still join `batch` (one still acquiring its lease may be queued behind). */

@@ -10,7 +10,8 @@ import type { Locks } from './locks.js'
 export const SKIP_LOCK: unique symbol = Symbol.for('memcached-lock.skip')
 
 /** Computes a call's lock key from its arguments; `this` is the call's `this`. */
-export type KeyFunction<A extends unknown[]> = (this: unknown, ...args: A) => string | typeof SKIP_LOCK
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- `this` is the call's, whatever the wrapped function is called on (`function (this: Orders) {...}` must fit)
+export type KeyFunction<A extends unknown[]> = (this: any, ...args: A) => string | typeof SKIP_LOCK
 
 export interface WrapOptions<A extends unknown[]> extends AcquireOptions {
   /** The lock key of a call, or {@link SKIP_LOCK}. */

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test'
 import {
   InvalidArgumentError,
   Locks,
+  LockTimeoutError,
   LockUnavailableError,
   MemoryStore,
   SKIP_LOCK,
@@ -156,6 +157,45 @@ describe('serializer on memcached', () => {
     })
   })
 
+  test('serializer - a throwing isConflict or event listener cannot hide the error or skew the counters', async () => {
+    await withLocks(async (locks) => {
+      const serializer = locks.serializer({
+        isConflict: () => {
+          throw new TypeError('isConflict is broken')
+        },
+      })
+      const original = new RangeError('the store said no')
+      await assert.rejects(
+        serializer.run(key('isconflict'), () => {
+          throw original
+        }),
+        (err: unknown) => err === original,
+      )
+      assert.deepEqual([serializer.stats().runs, serializer.stats().failed], [1, 1])
+
+      const retrying = locks.serializer({ isConflict: (e) => e instanceof Conflict, retryMinDelayMs: 0, retryMaxDelayMs: 0 })
+      retrying.on('conflict', () => {
+        throw new Error('a broken listener')
+      })
+      const warnings: string[] = []
+      const onWarning = (w: Error): void => void warnings.push(w.message)
+      process.on('warning', onWarning)
+      try {
+        let attempts = 0
+        const result = await retrying.run(key('listener'), () => {
+          if (++attempts === 1) throw new Conflict('first try')
+          return 'done'
+        })
+        assert.equal(result, 'done')
+        assert.deepEqual([retrying.stats().conflicts, retrying.stats().succeeded], [1, 1])
+        await sleep(10)
+        assert.ok(warnings.some((m) => m.includes("'conflict' listener threw")), warnings.join('; '))
+      } finally {
+        process.off('warning', onWarning)
+      }
+    })
+  })
+
   describe('serializer batches', () => {
     /** Counts the leases a factory takes. */
     function countAcquired(locks: Locks): { n: number } {
@@ -191,6 +231,20 @@ describe('serializer on memcached', () => {
         assert.ok(acquired.n >= 30 / 5, `at most maxRuns runs per lease (${acquired.n} leases)`)
         assert.equal(tokens.size, acquired.n, 'runs of one batch share its fencing token')
         assert.equal(await locks.inspect(k), null, 'released once the last run ended')
+      })
+    })
+
+    test('serializer batch - runs started together fill one batch after another: ceil(runs / maxRuns) leases', async () => {
+      await withLocks(async (locks) => {
+        const acquired = countAcquired(locks)
+        const cell = new VersionedCell()
+        const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: { maxRuns: 10, maxMs: 10_000 } })
+        const k = key('batches')
+        await Promise.all(Array.from({ length: 35 }, () => serializer.run(k, () => increment(cell, 1))))
+        assert.equal(cell.value, 35)
+        assert.equal(acquired.n, 4, 'the runs queued when a batch ended formed the next batch together')
+        assert.equal(serializer.stats().batchedRuns, 31)
+        assert.equal(await locks.inspect(k), null)
       })
     })
 
@@ -424,6 +478,25 @@ describe('serializer forms (memory store)', () => {
     await assert.rejects(s.run('k', 'nope' as never), InvalidArgumentError)
     await assert.rejects(s.run('', async () => 1), InvalidArgumentError)
     assert.throws(() => s.wrap(async () => 1, {} as never), InvalidArgumentError)
+    for (const bad of [null, {}, locks]) {
+      assert.throws(() => Serialized(bad as never, { key: () => 'k' }), /@Serialized needs a Serializer or a function returning one/)
+    }
+    await locks.close()
+  })
+
+  test('serializer - a strict run that times out queued behind a batch reports the whole wait', async () => {
+    const locks = new Locks({ store: new MemoryStore() })
+    const s = locks.serializer({ isConflict: () => false, mode: 'strict', waitMs: 100 })
+    let release!: () => void
+    const first = s.run('slow', () => new Promise<void>((resolve) => (release = resolve)))
+    const queued = s.run('slow', () => 'never')
+    await assert.rejects(queued, (err: unknown) => {
+      assert.ok(err instanceof LockTimeoutError, String(err))
+      assert.equal(err.waitMs, 100)
+      return true
+    })
+    release()
+    await first
     await locks.close()
   })
 })

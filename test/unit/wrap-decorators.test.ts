@@ -203,8 +203,9 @@ describe('@Locked', () => {
       constructor(readonly region: string) {}
 
       @Locked(locks, {
-        key(this: unknown, id: string) {
-          return `${prefix}:${(this as Orders).region}:${id}`;
+        // a key function may declare the type of its `this`
+        key(this: Orders, id: string) {
+          return `${prefix}:${this.region}:${id}`;
         },
       })
       async place(id: string, qty: number): Promise<string> {
