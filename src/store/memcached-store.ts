@@ -120,7 +120,7 @@ export class MemcachedStore implements LockStore {
     const get = options?.wantRemaining ? conn.metaGet(wire, ['t']) : null
     get?.catch(() => {})
     const serving = options?.wantServing ? this.#lineKey(key, 's') : null
-    const getServing = serving ? this.client.connectionFor(serving).metaGet(serving, ['v']) : null
+    const getServing = serving ? conn.metaGet(serving, ['v']) : null
     getServing?.catch(() => {})
     let reply: MetaReply
     try {
@@ -165,15 +165,14 @@ export class MemcachedStore implements LockStore {
 
   async enterQueue(key: string): Promise<number> {
     const wire = this.#lineKey(key, 'q')
-    const r = await this.client.connectionFor(wire).metaArithmetic(wire, ['N' + LINE_TTL_S, 'J1', 'T' + LINE_TTL_S, 'v'])
+    const r = await this.#lineConn(key).metaArithmetic(wire, ['N' + LINE_TTL_S, 'J1', 'T' + LINE_TTL_S, 'v'])
     const n = r.status === 'VA' ? Number((r.value as Buffer).toString('latin1')) : NaN
     return Number.isSafeInteger(n) ? n : NaN
   }
 
   markServed(key: string, ticket: number): void {
     const wire = this.#lineKey(key, 's')
-    this.client
-      .connectionFor(wire)
+    this.#lineConn(key)
       .metaSet(wire, String(ticket), ['T' + LINE_TTL_S])
       .catch(() => {})
   }
@@ -181,7 +180,8 @@ export class MemcachedStore implements LockStore {
   async hasWaiters(key: string): Promise<boolean> {
     const q = this.#lineKey(key, 'q')
     const sv = this.#lineKey(key, 's')
-    const [a, b] = await Promise.all([this.client.connectionFor(q).metaGet(q, ['v']), this.client.connectionFor(sv).metaGet(sv, ['v'])])
+    const conn = this.#lineConn(key)
+    const [a, b] = await Promise.all([conn.metaGet(q, ['v']), conn.metaGet(sv, ['v'])])
     const issued = a.status === 'VA' ? Number((a.value as Buffer).toString('latin1')) : 0
     const served = b.status === 'VA' ? Number((b.value as Buffer).toString('latin1')) : 0
     return issued > served
@@ -190,7 +190,7 @@ export class MemcachedStore implements LockStore {
   /** Reads the key's fence counter (a quorum store keeps fencing tokens monotonic with it); 0n when absent. */
   async readFenceCounter(key: string): Promise<bigint> {
     const wire = this.#lineKey(key, 'f')
-    const r = await this.client.connectionFor(wire).metaGet(wire, ['v'])
+    const r = await this.#lineConn(key).metaGet(wire, ['v'])
     const text = r.status === 'VA' ? (r.value as Buffer).toString('latin1') : '0'
     return /^\d{1,40}$/.test(text) ? BigInt(text) : 0n
   }
@@ -198,7 +198,7 @@ export class MemcachedStore implements LockStore {
   /** Writes the key's fence counter; it lives 30 days (the longest TTL memcached reads as relative). */
   async writeFenceCounter(key: string, value: bigint): Promise<void> {
     const wire = this.#lineKey(key, 'f')
-    await this.client.connectionFor(wire).metaSet(wire, value.toString(), ['T2592000'])
+    await this.#lineConn(key).metaSet(wire, value.toString(), ['T2592000'])
   }
 
   /** Per-server state, for health checks. */
@@ -209,6 +209,14 @@ export class MemcachedStore implements LockStore {
   /** The waiting line's counters and the fence counter live beside the lock, under keys no lock name can produce. */
   #lineKey(key: string, which: 'q' | 's' | 'f'): WireKey {
     return encodeCompanionKey(this.options.prefix, key, which)
+  }
+
+  /**
+   * The server of the lock itself: companion keys are placed by the lock's key, not their own,
+   * so a lock depends on one server only (a dead server must not slow the locks of another).
+   */
+  #lineConn(key: string): Connection {
+    return this.client.connectionFor(encodeKey(this.options.prefix, key))
   }
 
   async extend(lease: Lease, ttlMs: number): Promise<Lease | null> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
-import { encodeKey, Locks, LockUnavailableError, MemcachedClient, parseServerList, type LockHandle } from '../../src/index.js'
+import { encodeKey, Locks, LockUnavailableError, MemcachedClient, MemcachedStore, parseServerList, type LockHandle } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached-server.js'
 import { uniqueKey, sleep } from '../helpers/util.js'
 
@@ -57,6 +57,32 @@ describe('sharded mode (3 servers)', () => {
       const health = locks.health()
       assert.equal(health.find((s) => s.server === victim.address)?.state, 'down')
       assert.equal(health.filter((s) => s.state === 'ready').length, 2)
+      await victim.restart()
+    } finally {
+      await locks.close()
+    }
+  })
+
+  test('sharded - a lock and its waiting line live on one server: a dead server does not slow the others', async () => {
+    const locks = new Locks({ servers: servers.map((s) => s.address), connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
+    const store = locks.store as MemcachedStore
+    try {
+      const keys = Array.from({ length: 40 }, (_, i) => uniqueKey(`line-${i}`))
+      const owner = new Map<string, string>()
+      for (const k of keys) {
+        const h = await locks.mutex(k).acquire()
+        owner.set(k, (await locks.inspect(k))!.server)
+        await h.release()
+      }
+      const victim = servers[2] as MemcachedServer
+      await victim.kill()
+      await sleep(100)
+      for (const k of keys.filter((key) => owner.get(key) !== victim.address)) {
+        // the ticket, the served counter and the waiters probe of a key on a live server all answer
+        assert.ok(Number.isInteger(await store.enterQueue(k)), `${k}: ticket from its own server`)
+        store.markServed(k, 1)
+        assert.equal(typeof (await store.hasWaiters(k)), 'boolean', `${k}: waiters probe on its own server`)
+      }
       await victim.restart()
     } finally {
       await locks.close()
