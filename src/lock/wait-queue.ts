@@ -243,8 +243,13 @@ export class WaitQueue {
         delay = Math.min(delay, o.retryMaxDelayMs)
         // the holder's lease cannot outlive its TTL: no point sleeping past it
         if (result.remainingMs !== undefined) delay = Math.min(delay, result.remainingMs + 1)
+        if (now >= head.deadline) {
+          // its time is up: end it here rather than loop until its timer gets a turn (with a store
+          // that answers without I/O, such as the memory store, that loop would never yield to it)
+          this.#finish(head, new LockTimeoutError(this.#key, o.waitMs))
+          continue
+        }
         delay = Math.min(delay, head.deadline - now)
-        if (delay <= 0) continue
         // with a waiting line, push wake-ups (a wake-up per store on the server for every watching
         // process) are worth it only for long waits, where polling would be slow
         await this.#sleep(head, delay, !this.#store.enterQueue || now - since >= PUSH_AFTER_MS)

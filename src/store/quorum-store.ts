@@ -43,9 +43,12 @@ class QuorumLease implements Lease {
     readonly fence: bigint,
     readonly validUntil: number,
     readonly server: string,
-    /** @internal The lease on each server that granted it. */
+    /** @internal The lease on each server that granted it (a slow server's late grant joins it). */
     readonly parts: ReadonlyMap<MemcachedStore, Lease>,
   ) {}
+
+  /** @internal Released (or replaced by an extension): a part that comes late is given back. */
+  ended = false
 }
 
 export type QuorumStoreOptions = Omit<MemcachedStoreOptions, 'client'>
@@ -81,43 +84,58 @@ export class QuorumStore implements LockStore {
   async create(key: string, ttlMs: number, owner: OwnerInfo, options?: CreateOptions): Promise<CreateResult> {
     checkTtlMs(ttlMs)
     const token = options?.token ?? newToken()
-    const results = await Promise.allSettled(this.members.map((m) => m.create(key, ttlMs, owner, { wantRemaining: options?.wantRemaining, token })))
+    const members = this.members
+    /** Grants of voting servers: the lease's parts once acquired (late grants join them). */
     const granted = new Map<MemcachedStore, Lease>()
-    const notVoting: [MemcachedStore, Lease][] = []
-    let errors = 0
+    const cleanups: Promise<unknown>[] = []
+    let refused = 0
     let firstError: unknown
     let remainingMs: number | undefined
-    results.forEach((r, i) => {
-      const m = this.members[i] as MemcachedStore
-      if (r.status === 'rejected') {
-        errors++
-        firstError ??= r.reason
-      } else if (r.value.acquired) {
-        if (this.#votes(m, ttlMs)) granted.set(m, r.value.lease)
-        else notVoting.push([m, r.value.lease])
-      } else if (r.value.remainingMs !== undefined) {
-        remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
-      }
-    })
-    // a server that restarted too recently must not hold a grant it cannot vote for
-    const cleanup = Promise.allSettled(notVoting.map(([m, l]) => m.delete(l)))
+    let outcome: 'deciding' | 'acquired' | 'given back' = 'deciding'
+    let acquired: QuorumLease | null = null
+    const giveBack = (m: MemcachedStore, lease: Lease): void => {
+      cleanups.push(m.delete(lease).catch(() => {}))
+    }
+    await untilDecided(
+      members.map((m) => m.create(key, ttlMs, owner, { wantRemaining: options?.wantRemaining, token })),
+      (i, r) => {
+        const m = members[i] as MemcachedStore
+        if (r.status === 'rejected') {
+          firstError ??= r.reason
+        } else if (!r.value.acquired) {
+          refused++
+          if (r.value.remainingMs !== undefined) remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
+        } else if (!this.#votes(m, ttlMs) || outcome === 'given back' || acquired?.ended) {
+          // a server that restarted too recently must not hold a grant it cannot vote for; nor may
+          // a grant that comes after the attempt failed, or after the lease was released
+          giveBack(m, r.value.lease)
+        } else {
+          granted.set(m, r.value.lease)
+        }
+      },
+      // a majority granted, or refused: a server that is slow to answer does not hold up the others
+      // (short of that, every answer counts: "unreachable" and "held" must not be confused)
+      () => granted.size >= this.quorum || refused >= this.quorum,
+    )
     const validUntil = Math.min(...[...granted.values()].map((l) => l.validUntil))
     if (granted.size >= this.quorum && validUntil > this.clock.now()) {
+      outcome = 'acquired'
       let fence: bigint
       try {
         fence = await this.#nextFence(key, [...granted.keys()])
       } catch (err) {
-        await Promise.all([cleanup, this.#releaseParts(granted)])
+        outcome = 'given back'
+        await Promise.all([...cleanups, this.#releaseParts(granted)])
         throw err
       }
-      return { acquired: true, lease: new QuorumLease(key, token, fence, validUntil, this.label, granted) }
+      acquired = new QuorumLease(key, token, fence, validUntil, this.label, granted)
+      return { acquired: true, lease: acquired }
     }
+    outcome = 'given back'
     // give back partial grants before answering, so a failed attempt leaves nothing locked
-    await Promise.all([cleanup, this.#releaseParts(granted)])
-    // not enough voting servers answered: a failure of the backend, not "held by someone else"
-    if (this.members.length - errors - notVoting.length < this.quorum) {
-      throw new LockUnavailableError(key, { cause: firstError })
-    }
+    await Promise.all([...cleanups, this.#releaseParts(granted)])
+    // fewer than a majority of voting servers answered: a failure of the backend, not "held by someone else"
+    if (granted.size + refused < this.quorum) throw new LockUnavailableError(key, { cause: firstError })
     return remainingMs === undefined ? { acquired: false } : { acquired: false, remainingMs }
   }
 
@@ -125,28 +143,55 @@ export class QuorumStore implements LockStore {
     checkTtlMs(ttlMs)
     const l = this.#own(lease)
     const parts = [...l.parts]
-    const results = await Promise.allSettled(parts.map(([m, p]) => m.extend(p, ttlMs)))
     const kept = new Map<MemcachedStore, Lease>()
-    results.forEach((r, i) => {
-      if (r.status === 'fulfilled' && r.value) kept.set((parts[i] as [MemcachedStore, Lease])[0], r.value)
-    })
+    const failures: unknown[] = []
+    let refused = 0
+    let extended: QuorumLease | null = null
+    let dropped = false
+    await untilDecided(
+      parts.map(([m, p]) => m.extend(p, ttlMs)),
+      (i, r) => {
+        const m = (parts[i] as [MemcachedStore, Lease])[0]
+        if (r.status === 'rejected') failures.push(r.reason)
+        else if (!r.value) refused++
+        // a late extension joins the new lease, unless that is already gone
+        else if (dropped || extended?.ended) m.delete(r.value).catch(() => {})
+        else kept.set(m, r.value)
+      },
+      (answered) => kept.size >= this.quorum || kept.size + (parts.length - answered) < this.quorum,
+    )
     const validUntil = Math.min(...[...kept.values()].map((p) => p.validUntil))
-    if (kept.size >= this.quorum && validUntil > this.clock.now()) return new QuorumLease(l.key, l.token, l.fence, validUntil, l.server, kept)
-    const failures = results.filter((r) => r.status === 'rejected')
-    if (kept.size + failures.length >= this.quorum && failures.length > 0) {
-      // not refused by a majority, only unreachable: a backend failure (renewal retries until validity ends)
-      throw (failures[0] as PromiseRejectedResult).reason
+    if (kept.size >= this.quorum && validUntil > this.clock.now()) {
+      l.ended = true
+      extended = new QuorumLease(l.key, l.token, l.fence, validUntil, l.server, kept)
+      return extended
     }
+    if (parts.length - refused >= this.quorum && kept.size < parts.length - refused) {
+      // not refused by a majority, only unreachable or slow: a backend failure (renewal retries until validity ends)
+      throw failures[0] ?? new LockUnavailableError(l.key)
+    }
+    dropped = true
     await this.#releaseParts(kept)
     return null
   }
 
   async delete(lease: Lease): Promise<boolean> {
     const l = this.#own(lease)
-    const results = await Promise.allSettled([...l.parts].map(([m, p]) => m.delete(p)))
-    const deleted = results.filter((r) => r.status === 'fulfilled' && r.value).length
-    if (deleted === 0 && results.every((r) => r.status === 'rejected')) throw (results[0] as PromiseRejectedResult).reason
-    return deleted >= this.quorum || (deleted > 0 && deleted === l.parts.size)
+    l.ended = true
+    const parts = [...l.parts]
+    let deleted = 0
+    const failures: unknown[] = []
+    // deleted everywhere it can be; the answer does not wait for a slow server once a majority deleted
+    await untilDecided(
+      parts.map(([m, p]) => m.delete(p)),
+      (_, r) => {
+        if (r.status === 'rejected') failures.push(r.reason)
+        else if (r.value) deleted++
+      },
+      () => deleted >= this.quorum,
+    )
+    if (deleted === 0 && failures.length === parts.length) throw failures[0]
+    return deleted >= this.quorum || (deleted > 0 && deleted === parts.length)
   }
 
   async inspect(key: string): Promise<LockInfo | null> {
@@ -249,4 +294,30 @@ export class QuorumStore implements LockStore {
     if (!(lease instanceof QuorumLease)) throw new TypeError('lease was not created by this QuorumStore')
     return lease
   }
+}
+
+/**
+ * Waits for the servers' answers until `decided(answered)` is true or every server answered.
+ * `onAnswer` sees every answer, also those that come after the decision (to adopt or give back).
+ */
+function untilDecided<T>(
+  attempts: readonly Promise<T>[],
+  onAnswer: (index: number, result: PromiseSettledResult<T>) => void,
+  decided: (answered: number) => boolean,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let answered = 0
+    if (attempts.length === 0) return resolve()
+    attempts.forEach((attempt, i) => {
+      const settle = (result: PromiseSettledResult<T>): void => {
+        answered++
+        onAnswer(i, result)
+        if (answered === attempts.length || decided(answered)) resolve()
+      }
+      attempt.then(
+        (value) => settle({ status: 'fulfilled', value }),
+        (reason: unknown) => settle({ status: 'rejected', reason }),
+      )
+    })
+  })
 }

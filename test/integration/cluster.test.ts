@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process'
 import { after, before, describe, test } from 'node:test'
 import { encodeKey, Locks, LockUnavailableError, MemcachedClient, MemcachedStore, parseServerList, type LockHandle } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached-server.js'
+import { TcpProxy } from '../helpers/tcp-proxy.js'
 import { uniqueKey, sleep } from '../helpers/util.js'
 
 async function startServers(n: number): Promise<MemcachedServer[]> {
@@ -158,6 +159,44 @@ describe('quorum mode', () => {
       await h2.release()
     } finally {
       await locks.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
+  test('quorum (3 servers) - a member that stops answering does not hold up the majority', async () => {
+    const servers = await startServers(3)
+    const silent = await TcpProxy.start({ host: '127.0.0.1', port: servers[2]!.port })
+    const addresses = [servers[0]!.address, servers[1]!.address, silent.address]
+    await sleep(VOTING_AGE_MS)
+    // the silent member's requests time out after 3 s, longer than the 1 s TTL: waiting for it would spend the lease
+    const options = { servers: addresses, quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 3000, requestTimeoutMs: 3000, onWarning: () => {} }
+    const a = new Locks(options)
+    const b = new Locks(options)
+    a.on('renewal-error', () => {})
+    b.on('renewal-error', () => {})
+    try {
+      await a.inspect('warm-up')
+      await b.inspect('warm-up')
+      silent.blackHole(true, 'hold')
+      const keys = [1, 2, 3].map((i) => uniqueKey(`silent-${i}`))
+      for (const k of keys) {
+        const h = await a.mutex(k).tryAcquire()
+        assert.ok(h, 'granted by the two members that answer')
+        assert.equal(h.isHeld, true, 'with validity left')
+        assert.equal(await b.mutex(k).tryAcquire(), null, 'exclusive: the other client is refused by the majority')
+        await h.extend()
+        assert.equal(await h.release(), true)
+        const again = await b.mutex(k).tryAcquire()
+        assert.ok(again, 'released on the majority')
+        await again.release()
+      }
+      // the held requests reach the member now: grants that come after the release are given back
+      silent.blackHole(false)
+      await sleep(500)
+      for (const k of keys) assert.equal(await rawHas(servers[2]!, k), false, `${k}: nothing left on the slow member`)
+    } finally {
+      await Promise.all([a.close(), b.close()])
+      await silent.close()
       for (const s of servers) await s.stop()
     }
   })

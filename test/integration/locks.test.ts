@@ -229,6 +229,24 @@ describe('mutex', () => {
     await h.release();
   });
 
+  test('mutex - a wait whose time is up ends even when the store answers without I/O', async () => {
+    // a store that never yields to the event loop (the memory store) and a clock that runs fast:
+    // the waiter's time is up before the poller looks at it; it must end it, not poll on and on
+    // (two factories: the holder is "another process", so the waiter asks the store every time)
+    let t = 0;
+    const store = new MemoryStore({ clock: { now: () => (t += 1000) } });
+    const holder = new Locks({ store });
+    const waiter = new Locks({ store });
+    try {
+      const key = uniqueKey('spin');
+      await holder.mutex(key).acquire({ ttlMs: 2_000_000_000 });
+      // before the fix the poller looped (microtasks only) until the holder's lease ran out by the clock, then took it
+      await assert.rejects(waiter.mutex(key).acquire({ waitMs: 100 }), { code: 'ERR_LOCK_TIMEOUT' });
+    } finally {
+      await Promise.all([holder.close(), waiter.close()]);
+    }
+  });
+
   test('mutex - acquire throws LockTimeoutError (ERR_LOCK_TIMEOUT) after waitMs', async () => {
     const a = open();
     const b = open();
