@@ -5,7 +5,7 @@
  */
 import { InvalidArgumentError } from '../errors.js'
 import { describe } from '../protocol/keys.js'
-import { Locks } from '../lock/locks.js'
+import { isLocks, type Locks } from '../lock/locks.js'
 import type { Serializer, SerializedWrapOptions } from '../lock/serializer.js'
 import { checkWrapOptions, wrapWithLock, type WrapOptions } from '../lock/wrap.js'
 
@@ -27,7 +27,7 @@ type AnyMethod = (this: unknown, ...args: any[]) => unknown
  */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- `Self`: see LocksSource
 export function Locked<A extends unknown[], Self = any>(source: LocksSource<Self>, options: WrapOptions<A>) {
-  if (!(source instanceof Locks) && typeof source !== 'function') {
+  if (!isLocks(source) && typeof source !== 'function') {
     throw new InvalidArgumentError(`@Locked needs a Locks instance or a function returning one, got ${describe(source)}`)
   }
   if (typeof options?.key !== 'function') {
@@ -37,8 +37,8 @@ export function Locked<A extends unknown[], Self = any>(source: LocksSource<Self
   checkWrapOptions(options)
   return decorateFromSource(
     (self) => {
-      const locks: unknown = source instanceof Locks ? source : source(self as Self)
-      if (!(locks instanceof Locks)) throw new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`)
+      const locks: unknown = isLocks(source) ? source : source(self as Self)
+      if (!isLocks(locks)) throw new InvalidArgumentError(`@Locked: the locks function returned ${describe(locks)}, not a Locks instance`)
       return locks
     },
     (locks, method: (...a: A) => unknown) => wrapWithLock(locks, method, options),

@@ -65,7 +65,20 @@ const LONG_HOLD_YIELD_MS = 5
 /** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
 const CONTENDED_WINDOW_MS = 5000
 
+/** Marks Locks instances across copies of the library (the ESM and CommonJS builds are two classes). */
+const LOCKS_BRAND = Symbol.for('memcached-lock.Locks')
+
+/** @internal Whether `value` is a `Locks` factory of this build or of the other one (where `instanceof` fails). */
+export function isLocks(value: unknown): value is Locks {
+  return value instanceof Locks || (typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[LOCKS_BRAND] === true)
+}
+
 export class Locks extends EventEmitter {
+  /** @internal See {@link isLocks}. */
+  get [LOCKS_BRAND](): true {
+    return true
+  }
+
   readonly store: LockStore
   readonly defaults: AcquireOptions
   readonly #ownsStore: boolean
@@ -265,7 +278,7 @@ export class Locks extends EventEmitter {
     // nor a closed factory or store: closing is not an outage
     if (error instanceof ClosedError) throw error
     if (this.#closed) throw new ClosedError('this Locks factory was closed', { cause: error })
-    if (o.onUnavailable !== 'proceed') throw new LockUnavailableError(key, { cause: error })
+    if (o.onUnavailable !== 'proceed') throw error instanceof LockUnavailableError && error.key === key ? error : new LockUnavailableError(key, { cause: error })
     this.emit('unlocked', key, error)
     return new LockHandle(key, null, null, { ttlMs: o.ttlMs, autoRenew: false, renewAt: o.renewAt, wheel: this.#wheel }, this.#hooks)
   }

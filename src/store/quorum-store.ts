@@ -89,6 +89,7 @@ export class QuorumStore implements LockStore {
     const granted = new Map<MemcachedStore, Lease>()
     const cleanups: Promise<unknown>[] = []
     let refused = 0
+    let tooYoung = 0
     let firstError: unknown
     let remainingMs: number | undefined
     let outcome: 'deciding' | 'acquired' | 'given back' = 'deciding'
@@ -106,6 +107,7 @@ export class QuorumStore implements LockStore {
           refused++
           if (r.value.remainingMs !== undefined) remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
         } else if (!this.#votes(m, ttlMs) || outcome === 'given back' || acquired?.ended) {
+          if (outcome === 'deciding' && !this.#votes(m, ttlMs)) tooYoung++
           // a server that restarted too recently must not hold a grant it cannot vote for; nor may
           // a grant that comes after the attempt failed, or after the lease was released
           giveBack(m, r.value.lease)
@@ -135,7 +137,14 @@ export class QuorumStore implements LockStore {
     // give back partial grants before answering, so a failed attempt leaves nothing locked
     await Promise.all([...cleanups, this.#releaseParts(granted)])
     // fewer than a majority of voting servers answered: a failure of the backend, not "held by someone else"
-    if (granted.size + refused < this.quorum) throw new LockUnavailableError(key, { cause: firstError })
+    if (granted.size + refused < this.quorum) {
+      const why =
+        firstError ??
+        new Error(
+          `${tooYoung} of ${members.length} servers restarted less than ${serverTtlSeconds(Math.max(this.#maxTtlMs, ttlMs)) + RESTART_SLACK_MS / 1000} s ago and may not vote yet (a restarted server may have forgotten locks); ${this.quorum} votes are needed`,
+        )
+      throw new LockUnavailableError(key, { cause: why })
+    }
     return remainingMs === undefined ? { acquired: false } : { acquired: false, remainingMs }
   }
 

@@ -153,6 +153,15 @@ describe('quorum mode', () => {
       // voters: servers[2] only (servers[0] is too young): no majority
       await assert.rejects(locks.mutex(k).acquire({ waitMs: 300 }), LockUnavailableError)
       assert.equal((await Promise.all(servers.map((s) => rawHas(s, k)))).filter(Boolean).length, 0, 'no partial grant left behind')
+      // two young servers and no error at all: the reason is given, in one error (not nested)
+      await servers[1]!.restart()
+      await sleep(200)
+      await assert.rejects(locks.mutex(k).acquire({ waitMs: 300 }), (err: unknown) => {
+        assert.ok(err instanceof LockUnavailableError, String(err))
+        assert.ok(!(err.cause instanceof LockUnavailableError), 'not wrapped twice')
+        assert.match(String((err.cause as Error)?.message), /2 of 3 servers restarted less than \d+ s ago and may not vote yet/)
+        return true
+      })
       await sleep(VOTING_AGE_MS)
       const h2 = await locks.mutex(k).acquire({ waitMs: 2000 })
       assert.ok(h2.fencingToken > h.fencingToken)

@@ -4,6 +4,7 @@
  * (applied by hand, as TypeScript's legacy emit does). On the memory store.
  */
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import { afterEach, describe, test } from 'node:test';
 
 import { InvalidArgumentError, LockTimeoutError, Locked, Locks, MemoryStore, SKIP_LOCK } from '../../src/index.js';
@@ -357,5 +358,29 @@ describe('@Locked', () => {
       p = new Throwing().run();
     }, 'a decorated method rejects, never throws');
     await assert.rejects(p!, /no locks here/);
+  });
+
+  test('decorators - a Locks from the other build (CommonJS vs ESM) is accepted', async () => {
+    // one application can load both builds (an ESM app with a CommonJS dependency): `instanceof` fails across them
+    const cjs = createRequire(import.meta.url)('../../dist/cjs/index.js') as typeof import('../../src/index.js');
+    const other = new cjs.Locks({ store: new cjs.MemoryStore() });
+    assert.notEqual(cjs.Locks as unknown, Locks as unknown, 'two classes: instanceof fails across them');
+    try {
+      class Jobs {
+        @Locked(other, { key: () => 'nightly' })
+        async run(): Promise<boolean> {
+          return (await other.inspect('nightly')) !== null;
+        }
+
+        @Locked(() => other, { key: () => 'nightly' })
+        async runToo(): Promise<boolean> {
+          return (await other.inspect('nightly')) !== null;
+        }
+      }
+      assert.equal(await new Jobs().run(), true, 'ran under the other build\'s lock');
+      assert.equal(await new Jobs().runToo(), true);
+    } finally {
+      await other.close();
+    }
   });
 });
