@@ -61,6 +61,8 @@ export class QuorumStore implements LockStore {
   readonly quorum: number
   readonly #maxTtlMs: number
   readonly #readyAt = new Map<Connection, number>()
+  /** Lease watches by key and token: an extension re-watches the servers that extended it. */
+  readonly #watches = new Map<string, LeaseWatch>()
 
   constructor(options: QuorumStoreOptions = {}) {
     const servers = resolveServers(options.servers)
@@ -113,6 +115,7 @@ export class QuorumStore implements LockStore {
           giveBack(m, r.value.lease)
         } else {
           granted.set(m, r.value.lease)
+          if (acquired) this.#watches.get(watchId(acquired))?.add(m, r.value.lease)
         }
       },
       // a majority granted, or refused: a server that is slow to answer does not hold up the others
@@ -165,7 +168,10 @@ export class QuorumStore implements LockStore {
         else if (!r.value) refused++
         // a late extension joins the new lease, unless that is already gone
         else if (dropped || extended?.ended) m.delete(r.value).catch(() => {})
-        else kept.set(m, r.value)
+        else {
+          kept.set(m, r.value)
+          if (extended) this.#watches.get(watchId(extended))?.add(m, r.value)
+        }
       },
       (answered) => kept.size >= this.quorum || kept.size + (parts.length - answered) < this.quorum,
     )
@@ -173,6 +179,7 @@ export class QuorumStore implements LockStore {
     if (kept.size >= this.quorum && validUntil > this.clock.now()) {
       l.ended = true
       extended = new QuorumLease(l.key, l.token, l.fence, validUntil, l.server, kept)
+      this.#watches.get(watchId(l))?.reset(kept)
       return extended
     }
     if (parts.length - refused >= this.quorum && kept.size < parts.length - refused) {
@@ -228,20 +235,42 @@ export class QuorumStore implements LockStore {
 
   watchLease(lease: Lease, onLost: (reason: StoreLossReason, cause?: Error) => void): () => void {
     const l = this.#own(lease)
-    let alive = l.parts.size
     let fired = false
-    const unsubs = [...l.parts].map(([m, p]) =>
-      m.watchLease(p, (reason, cause) => {
-        alive--
-        // a lease survives the loss of a minority of its servers
-        if (!fired && alive < this.quorum) {
-          fired = true
-          onLost(reason, cause)
-        }
-      }),
-    )
+    let alive = 0
+    let unsubs: (() => void)[] = []
+    const add = (m: MemcachedStore, part: Lease): void => {
+      if (fired) return
+      alive++
+      unsubs.push(
+        m.watchLease(part, (reason, cause) => {
+          alive--
+          // a lease survives the loss of a minority of its servers
+          if (!fired && alive < this.quorum) {
+            fired = true
+            onLost(reason, cause)
+          }
+        }),
+      )
+    }
+    const watch: LeaseWatch = {
+      add,
+      reset: (parts) => {
+        if (fired) return
+        for (const u of unsubs) u()
+        unsubs = []
+        alive = 0
+        for (const [m, part] of parts) add(m, part)
+      },
+    }
+    watch.reset(l.parts)
+    // each extension counts again from the servers that extended it, so a server that dropped
+    // its connection and came back with the lease counts again (no false loss after brief
+    // disconnects of several members over a long hold); a server that answers late is added
+    const id = watchId(l)
+    this.#watches.set(id, watch)
     return () => {
       for (const u of unsubs) u()
+      if (this.#watches.get(id) === watch) this.#watches.delete(id)
     }
   }
 
@@ -303,6 +332,18 @@ export class QuorumStore implements LockStore {
     if (!(lease instanceof QuorumLease)) throw new TypeError('lease was not created by this QuorumStore')
     return lease
   }
+}
+
+/** A lease's watch over its servers (see `watchLease`). */
+interface LeaseWatch {
+  /** Also watch a server that answered late. */
+  add(m: MemcachedStore, part: Lease): void
+  /** Watch exactly these servers, counting from them again. */
+  reset(parts: ReadonlyMap<MemcachedStore, Lease>): void
+}
+
+function watchId(l: QuorumLease): string {
+  return l.key + '\0' + l.token
 }
 
 /**
