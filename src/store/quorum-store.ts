@@ -108,10 +108,12 @@ export class QuorumStore implements LockStore {
         } else if (!r.value.acquired) {
           refused++
           if (r.value.remainingMs !== undefined) remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
-        } else if (!this.#votes(m, ttlMs) || outcome === 'given back' || acquired?.ended) {
-          if (outcome === 'deciding' && !this.#votes(m, ttlMs)) tooYoung++
-          // a server that restarted too recently must not hold a grant it cannot vote for; nor may
-          // a grant that comes after the attempt failed, or after the lease was released
+        } else if (!this.#votes(m, ttlMs)) {
+          // a server that restarted too recently must not hold a grant it cannot vote for
+          if (outcome === 'deciding') tooYoung++
+          giveBack(m, r.value.lease)
+        } else if (outcome === 'given back' || acquired?.ended) {
+          // nor may a grant that comes after the attempt failed, or after the lease was released
           giveBack(m, r.value.lease)
         } else {
           granted.set(m, r.value.lease)
