@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from '../errors.js'
 import { describe } from '../protocol/keys.js'
 import { checkTtlMs } from '../store/ttl.js'
-import { stripUndefined } from '../internal/objects.js'
+import { isOptionsObject, stripUndefined } from '../internal/objects.js'
 
 /** What a lock does when the store cannot be reached while acquiring. */
 export type UnavailablePolicy =
@@ -62,7 +62,7 @@ export function resolveAcquireOptions(
   base: AcquireOptions | undefined,
   implicit: { autoRenew: boolean; waitMs?: number },
 ): ResolvedAcquireOptions {
-  if (call !== undefined && (typeof call !== 'object' || call === null || Array.isArray(call))) {
+  if (call !== undefined && !isOptionsObject(call)) {
     throw new InvalidArgumentError(`options must be an object, got ${describe(call)}`)
   }
   const o = { ...base, ...stripUndefined(call ?? {}) }

@@ -29,6 +29,7 @@ import { Serializer, type SerializerOptions } from './serializer.js'
 import { TimerWheel } from './timer-wheel.js'
 import { WaitQueue } from './wait-queue.js'
 import { SKIP_LOCK, wrapWithLock, type KeyFunction, type WrapOptions } from './wrap.js'
+import { isOptionsObject } from '../internal/objects.js'
 
 /** Options of {@link Locks}: a store, or the options of a memcached store to create. */
 export interface LocksOptions extends MemcachedStoreOptions {
@@ -50,16 +51,6 @@ export interface LocksOptions extends MemcachedStoreOptions {
   handoffYieldMs?: number
 }
 
-/**
- * Events:
- * - `acquired` (key, handle) · `released` (key, handle, deleted: boolean)
- * - `lost` (key, error: LockLostError, handle): a lease ended other than by release
- * - `unlocked` (key, cause): the `proceed` policy ran code without the lock because the store failed
- * - `renewal-error` (key, error): a renewal or release attempt failed (the lease may still be valid)
- * - `warning` (message, server): a server could evict lock keys (see the README)
- * - `server-state` (server, state): a server's connection changed state (`ready`, `down`...)
- * - `server-restart` (server): a server came back with a new pid or boot epoch (its locks are gone)
- */
 /** The shortest yield after a long hold (see `yieldAfterLongHold`). */
 const LONG_HOLD_YIELD_MS = 5
 /** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
@@ -73,6 +64,16 @@ export function isLocks(value: unknown): value is Locks {
   return value instanceof Locks || (typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[LOCKS_BRAND] === true)
 }
 
+/**
+ * Events:
+ * - `acquired` (key, handle) · `released` (key, handle, deleted: boolean)
+ * - `lost` (key, error: LockLostError, handle): a lease ended other than by release
+ * - `unlocked` (key, cause): the `proceed` policy ran code without the lock because the store failed
+ * - `renewal-error` (key, error): a renewal or release attempt failed (the lease may still be valid)
+ * - `warning` (message, server): a server could evict lock keys (see the README)
+ * - `server-state` (server, state): a server's connection changed state (`ready`, `down`...)
+ * - `server-restart` (server): a server came back with a new pid or boot epoch (its locks are gone)
+ */
 export class Locks extends EventEmitter {
   /** @internal See {@link isLocks}. */
   get [LOCKS_BRAND](): true {
@@ -113,7 +114,7 @@ export class Locks extends EventEmitter {
     }
     const clock = this.store.clock
     this.#wheel = new TimerWheel(() => clock.now())
-    if (defaults !== undefined && (typeof defaults !== 'object' || defaults === null || Array.isArray(defaults))) {
+    if (defaults !== undefined && !isOptionsObject(defaults)) {
       throw new InvalidArgumentError(`defaults must be an object of acquire options, got ${describe(defaults)}`)
     }
     this.defaults = { ...defaults }

@@ -17,6 +17,7 @@ import type { LockHandle } from './lock-handle.js'
 import { resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
 import type { Locks } from './locks.js'
 import { runScoped } from './scoped.js'
+import { isOptionsObject } from '../internal/objects.js'
 
 interface Hold {
   readonly base: LockHandle
@@ -227,7 +228,7 @@ export class ReentrantLock {
 
 function stripOwner(o: ReentrantAcquireOptions | undefined): AcquireOptions | undefined {
   // anything but an object goes through as is, for resolveAcquireOptions to reject
-  if (typeof o !== 'object' || o === null || Array.isArray(o)) return o
+  if (!isOptionsObject(o)) return o
   const { owner: _owner, ...rest } = o
   return rest
 }

@@ -16,6 +16,7 @@ import type { LockHandle } from './lock-handle.js'
 import { checkInt, resolveAcquireOptions, type AcquireOptions } from './lock-options.js'
 import type { Locks } from './locks.js'
 import { keyedWrapper, type KeyFunction } from './wrap.js'
+import { isOptionsObject } from '../internal/objects.js'
 
 /** Options of a {@link Serializer}. Times in milliseconds. */
 export interface SerializerOptions {
@@ -157,7 +158,7 @@ export class Serializer extends EventEmitter {
     const mode = options.mode ?? 'soft'
     if (mode !== 'soft' && mode !== 'strict') throw new InvalidArgumentError(`mode must be "soft" or "strict", got ${describe(mode)}`)
     this.#mode = mode
-    if (options.acquire !== undefined && (typeof options.acquire !== 'object' || options.acquire === null || Array.isArray(options.acquire))) {
+    if (options.acquire !== undefined && !isOptionsObject(options.acquire)) {
       throw new InvalidArgumentError(`acquire must be an object of acquire options, got ${describe(options.acquire)}`)
     }
     this.#acquire = {

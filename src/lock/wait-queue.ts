@@ -106,7 +106,7 @@ export class WaitQueue {
         done: false,
         cleanup: () => {},
       }
-      const timer = setTimeout(() => this.#finish(w, new LockTimeoutError(this.#key, opts.waitMs)), opts.waitMs)
+      const timer = setTimeout(() => this.#timeOut(w), opts.waitMs)
       const onAbort = (): void => this.#finish(w, new LockAbortedError(this.#key, { cause: opts.signal?.reason }))
       opts.signal?.addEventListener('abort', onAbort, { once: true })
       w.cleanup = () => {
@@ -133,6 +133,10 @@ export class WaitQueue {
   holderEnded(): void {
     this.#localWake?.abort()
     if (this.idle) this.#onIdle()
+  }
+
+  #timeOut(w: Waiter): void {
+    this.#finish(w, new LockTimeoutError(this.#key, w.opts.waitMs))
   }
 
   #finish(w: Waiter, result: Error | WaitOutcome): void {
@@ -228,6 +232,12 @@ export class WaitQueue {
           if (isNext && !next) nextSince = now
           next = isNext
         }
+        if (now >= head.deadline) {
+          // its time is up: end it here rather than loop until its timer gets a turn (with a store
+          // that answers without I/O, such as the memory store, that loop would never yield to it)
+          this.#timeOut(head)
+          continue
+        }
         let delay: number
         if (next && now - nextSince < NEXT_POLL_WINDOW_MS) {
           // next in line: poll every millisecond for a while, so a short hold is handed over within
@@ -243,12 +253,6 @@ export class WaitQueue {
         delay = Math.min(delay, o.retryMaxDelayMs)
         // the holder's lease cannot outlive its TTL: no point sleeping past it
         if (result.remainingMs !== undefined) delay = Math.min(delay, result.remainingMs + 1)
-        if (now >= head.deadline) {
-          // its time is up: end it here rather than loop until its timer gets a turn (with a store
-          // that answers without I/O, such as the memory store, that loop would never yield to it)
-          this.#finish(head, new LockTimeoutError(this.#key, o.waitMs))
-          continue
-        }
         delay = Math.min(delay, head.deadline - now)
         // with a waiting line, push wake-ups (a wake-up per store on the server for every watching
         // process) are worth it only for long waits, where polling would be slow

@@ -94,7 +94,8 @@ export class QuorumStore implements LockStore {
     let tooYoung = 0
     let firstError: unknown
     let remainingMs: number | undefined
-    let outcome: 'deciding' | 'acquired' | 'given back' = 'deciding'
+    /** The attempt failed: grants that come later are given back. */
+    let givenBack = false
     let acquired: QuorumLease | null = null
     const giveBack = (m: MemcachedStore, lease: Lease): void => {
       cleanups.push(m.delete(lease).catch(() => {}))
@@ -110,9 +111,9 @@ export class QuorumStore implements LockStore {
           if (r.value.remainingMs !== undefined) remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
         } else if (!this.#votes(m, ttlMs)) {
           // a server that restarted too recently must not hold a grant it cannot vote for
-          if (outcome === 'deciding') tooYoung++
+          tooYoung++
           giveBack(m, r.value.lease)
-        } else if (outcome === 'given back' || acquired?.ended) {
+        } else if (givenBack || acquired?.ended) {
           // nor may a grant that comes after the attempt failed, or after the lease was released
           giveBack(m, r.value.lease)
         } else {
@@ -126,19 +127,18 @@ export class QuorumStore implements LockStore {
     )
     const validUntil = Math.min(...[...granted.values()].map((l) => l.validUntil))
     if (granted.size >= this.quorum && validUntil > this.clock.now()) {
-      outcome = 'acquired'
       let fence: bigint
       try {
         fence = await this.#nextFence(key, [...granted.keys()])
       } catch (err) {
-        outcome = 'given back'
+        givenBack = true
         await Promise.all([...cleanups, this.#releaseParts(granted)])
         throw err
       }
       acquired = new QuorumLease(key, token, fence, validUntil, this.label, granted)
       return { acquired: true, lease: acquired }
     }
-    outcome = 'given back'
+    givenBack = true
     // give back partial grants before answering, so a failed attempt leaves nothing locked
     await Promise.all([...cleanups, this.#releaseParts(granted)])
     // fewer than a majority of voting servers answered: a failure of the backend, not "held by someone else"

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test'
 import { encodeKey, Locks, LockUnavailableError, MemcachedClient, MemcachedStore, parseServerList, type LockHandle } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached-server.js'
 import { TcpProxy } from '../helpers/tcp-proxy.js'
-import { uniqueKey, sleep } from '../helpers/util.js'
+import { eventually, uniqueKey, sleep } from '../helpers/util.js'
 
 async function startServers(n: number): Promise<MemcachedServer[]> {
   return Promise.all(Array.from({ length: n }, () => MemcachedServer.start({ args: ['-M'] })))
@@ -222,7 +222,9 @@ describe('quorum mode', () => {
       // one member at a time drops its connections and comes back with the lease; the holder renews in between
       for (const proxy of proxies) {
         proxy.cutAll()
-        await sleep(200)
+        await sleep(50)
+        // back with the lease: its connection is ready again before the renewal
+        await eventually(async () => assert.ok(locks.health().every((s) => s.state === 'ready'), 'every member reconnected'))
         await h.extend()
         assert.equal(h.state, 'held', `after a blip of ${proxy.address}: a majority held the lease all along`)
         // (the extension answers once a majority extended; the others join it a moment later)
