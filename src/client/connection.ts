@@ -88,6 +88,9 @@ interface Queued {
 /** Requests per socket write within one turn of the event loop (see #write). */
 const WRITE_EVERY = 32
 
+/** Bytes read from the socket at once (plain TCP reads into one buffer per connection, see #open). */
+const READ_BUFFER_BYTES = 64 * 1024
+
 const DEFAULTS = {
   connectTimeoutMs: 2000,
   requestTimeoutMs: 2000,
@@ -107,8 +110,10 @@ export class Connection extends EventEmitter {
   #state: ConnectionState = 'idle'
   #socket: net.Socket | null = null
   #decoder = new ReplyDecoder()
-  /** Requests written, waiting for replies, oldest first. */
-  #inflight: Pending[] = []
+  /** Plain TCP reads land here (no Buffer per read); the decoder copies what it keeps. */
+  #readBuffer: Buffer | null = null
+  /** Requests written, waiting for replies, oldest first; answered ones are cleared to undefined. */
+  #inflight: (Pending | undefined)[] = []
   #inflightHead = 0
   /** Requests made while connecting: written once the handshake is done. */
   #waiting: Queued[] = []
@@ -360,9 +365,22 @@ export class Connection extends EventEmitter {
     let sock: net.Socket
     try {
       sock = await new Promise<net.Socket>((resolve, reject) => {
-        const s: net.Socket = tlsOpt
-          ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...(tlsOpt === true ? {} : tlsOpt) })
-          : net.connect({ host, port })
+        // plain TCP reads into one buffer through `onread`, without the stream's Buffer and
+        // 'data' event per read (TLS sockets decrypt into their own buffers: 'data' below)
+        const readBuffer = tlsOpt ? null : (this.#readBuffer ??= Buffer.allocUnsafe(READ_BUFFER_BYTES))
+        const s: net.Socket = readBuffer
+          ? net.connect({
+              host,
+              port,
+              onread: {
+                buffer: readBuffer,
+                callback: (bytes: number): boolean => {
+                  if (this.#socket === s) this.#onData(readBuffer.subarray(0, bytes))
+                  return true
+                },
+              },
+            })
+          : tls.connect({ host, port, servername: net.isIP(host) ? undefined : host, ...(tlsOpt === true ? {} : tlsOpt) })
         const timer = setTimeout(() => {
           s.destroy()
           reject(new ConnectTimeoutError(`connecting to ${this.name} took longer than ${this.#opts.connectTimeoutMs} ms`, this.name))
@@ -391,9 +409,11 @@ export class Connection extends EventEmitter {
     sock.setKeepAlive(true, 10_000)
     this.#socket = sock
     // events of a socket that has since been replaced must not touch the new one
-    sock.on('data', (chunk: Buffer) => {
-      if (this.#socket === sock) this.#onData(chunk)
-    })
+    if (tlsOpt) {
+      sock.on('data', (chunk: Buffer) => {
+        if (this.#socket === sock) this.#onData(chunk)
+      })
+    }
     sock.on('error', (err) => {
       if (this.#socket === sock) this.#drop(err)
     })
@@ -505,7 +525,8 @@ export class Connection extends EventEmitter {
         this.#drop(new ProtocolError(`memcached at ${this.name} sent a reply nobody asked for (${reply.kind})`))
         return
       }
-      this.#inflightHead++
+      // an answered request is let go at once (not kept until the queue is compacted)
+      this.#inflight[this.#inflightHead++] = undefined
       const err = this.#check(p, reply)
       if (err) {
         p.reject(err)
@@ -527,7 +548,10 @@ export class Connection extends EventEmitter {
       this.#drop(garbage)
       return
     }
-    if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
+    if (this.#inflightHead === this.#inflight.length) {
+      this.#inflight.length = 0
+      this.#inflightHead = 0
+    } else if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
       this.#inflight = this.#inflight.slice(this.#inflightHead)
       this.#inflightHead = 0
     }
@@ -544,9 +568,9 @@ export class Connection extends EventEmitter {
     switch (p.expect) {
       case 'meta':
         if (reply.kind !== 'meta') return new ProtocolError(`expected a meta reply from ${this.name}, got ${reply.kind}`)
-        if (p.opaque === undefined ? reply.status !== 'MN' : reply.flags.O !== p.opaque) {
+        if (p.opaque === undefined ? reply.status !== 'MN' : reply.opaque !== p.opaque) {
           return new ProtocolError(
-            `reply from ${this.name} does not match its request (opaque ${p.opaque ?? 'mn'}, got ${reply.status} O${reply.flags.O ?? '-'})`,
+            `reply from ${this.name} does not match its request (opaque ${p.opaque ?? 'mn'}, got ${reply.status} O${reply.opaque ?? '-'})`,
           )
         }
         return null

@@ -12,12 +12,17 @@ export type MetaStatus = 'HD' | 'VA' | 'EN' | 'NS' | 'EX' | 'NF' | 'MN'
 /** Flags returned with a meta reply, by letter: `{ c: '42', t: '30', O: '7', k: 'key', b: '' }`. */
 export type MetaFlags = Record<string, string>
 
-/** A reply to `ms`, `mg`, `md`, `ma` or `mn`. `value` is set for `VA`. */
+/**
+ * A reply to `ms`, `mg`, `md`, `ma` or `mn`. `value` is set for `VA`. `opaque` is the `O` flag,
+ * read as the reply is decoded (the connection matches every reply by it); `flags` and `value`
+ * are built on first access (most replies are judged by their status alone).
+ */
 export interface MetaReply {
   readonly kind: 'meta'
   readonly status: MetaStatus
   readonly flags: MetaFlags
   readonly value?: Buffer
+  readonly opaque?: string
 }
 
 /** The `STAT name value` lines up to `END`. */
@@ -66,7 +71,8 @@ const WORDS = new Set(['STORED', 'NOT_STORED', 'OK', 'EXISTS', 'NOT_FOUND', 'DEL
  * Each push turns the buffered bytes into one latin1 string (one call into C++ per chunk, not one
  * per line or flag) and parses lines from it in JS; latin1 maps byte i to character i, so a
  * value's bytes are cut from the buffer at the offsets found in the string. Small values are
- * views of a shared copy of those bytes (never of the caller's chunk).
+ * views of a shared copy of those bytes. The decoder never keeps the caller's chunk past `push`:
+ * the caller may reuse its memory (the connection reads every chunk into one buffer).
  */
 export class ReplyDecoder {
   readonly #maxLine: number
@@ -104,7 +110,7 @@ export class ReplyDecoder {
     if (this.#failed) throw new ProtocolError('decoder already failed; the connection must be closed', { cause: this.#failed })
     if (this.#need > 0) {
       // a large value: gather its chunks and join them once, not once per chunk
-      this.#parts.push(chunk)
+      this.#parts.push(Buffer.from(chunk))
       this.#partsBytes += chunk.length
       if (this.#partsBytes < this.#need) return out
       this.#buf = Buffer.concat(this.#parts, this.#partsBytes)
@@ -129,10 +135,9 @@ export class ReplyDecoder {
       this.#text = ''
       this.#values = null
     }
-    if (this.#pos >= this.#buf.length) {
-      this.#buf = EMPTY
-      this.#pos = 0
-    }
+    // what is left is the start of a reply: keep a copy, not a view of the caller's chunk
+    this.#buf = this.#pos >= this.#buf.length ? EMPTY : Buffer.from(this.#buf.subarray(this.#pos))
+    this.#pos = 0
     return out
   }
 
@@ -196,7 +201,7 @@ export class ReplyDecoder {
     if (status === null) return null
     if (status !== 'VA') {
       this.#pos = lf + 1
-      return { kind: 'meta', status, flags: start + 2 === end ? {} : parseFlags(text, start + 2, end) }
+      return new DecodedMetaReply(status, text, start + 2, end, null, 0, 0)
     }
     let i = start + 3
     let len = 0
@@ -215,7 +220,7 @@ export class ReplyDecoder {
     const dataEnd = dataStart + len
     if (buf.length < dataEnd + 2) {
       // the value is still arriving: gather its bytes, parse again once all are here
-      this.#parts = [buf.subarray(start)]
+      this.#parts = [Buffer.from(buf.subarray(start))]
       this.#partsBytes = buf.length - start
       this.#need = dataEnd + 2 - start
       this.#buf = EMPTY
@@ -223,12 +228,11 @@ export class ReplyDecoder {
       return undefined
     }
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
-    const flags = i === end ? {} : parseFlags(text, i, end)
     this.#pos = dataEnd + 2
     if (len > SMALL_VALUE) {
       const own = Buffer.allocUnsafe(len)
       buf.copy(own, 0, dataStart, dataEnd)
-      return { kind: 'meta', status: 'VA', flags, value: own }
+      return new DecodedMetaReply('VA', text, i, end, own, 0, len)
     }
     // small values are views into one shared copy of the next bytes (one allocation for many
     // values, not one each; never a view of the caller's chunk; a kept value pins at most SHARED_COPY bytes)
@@ -239,8 +243,7 @@ export class ReplyDecoder {
       buf.copy(values, 0, dataStart, dataStart + size)
       this.#valuesFrom = dataStart
     }
-    const value = values.subarray(dataStart - this.#valuesFrom, dataEnd - this.#valuesFrom)
-    return { kind: 'meta', status: 'VA', flags, value }
+    return new DecodedMetaReply('VA', text, i, end, values, dataStart - this.#valuesFrom, dataEnd - this.#valuesFrom)
   }
 
   #addStat(line: string): void {
@@ -272,11 +275,63 @@ function metaStatus(a: number, b: number): MetaStatus | null {
 }
 
 /**
- * Flags ` c12 t30 O7 b` from `text` between `from` (a space) and `end`: one ASCII letter each,
- * followed by a token of printable characters.
+ * A decoded meta reply. The flags are checked as the reply is decoded (garbage fails the decode,
+ * not a later read) and only the `O` token is cut out then; the record of flags and the value's
+ * view are made on first access. Until its flags are read, a reply holds a slice of the chunk's
+ * text (a reply is meant to be read and dropped, not kept).
  */
-function parseFlags(text: string, from: number, end: number): MetaFlags {
-  const flags: MetaFlags = {}
+class DecodedMetaReply implements MetaReply {
+  readonly kind = 'meta'
+  readonly status: MetaStatus
+  readonly opaque: string | undefined
+  /** The flags part of the line (` c12 t30 O7`), until parsed. */
+  #flagText: string
+  #flags: MetaFlags | null = null
+  /** The value: bytes `#from..#to` of `#bytes` (a shared copy, or the value's own memory). */
+  #bytes: Buffer | null
+  readonly #from: number
+  readonly #to: number
+  #value: Buffer | undefined = undefined
+
+  constructor(status: MetaStatus, text: string, from: number, end: number, bytes: Buffer | null, valueFrom: number, valueTo: number) {
+    this.status = status
+    this.opaque = from === end ? undefined : checkFlags(text, from, end)
+    this.#flagText = from === end ? '' : text.slice(from, end)
+    this.#bytes = bytes
+    this.#from = valueFrom
+    this.#to = valueTo
+  }
+
+  get flags(): MetaFlags {
+    if (this.#flags === null) {
+      this.#flags = parseFlags(this.#flagText)
+      this.#flagText = ''
+    }
+    return this.#flags
+  }
+
+  get value(): Buffer | undefined {
+    const bytes = this.#bytes
+    if (bytes !== null) {
+      this.#value = this.#from === 0 && this.#to === bytes.length ? bytes : bytes.subarray(this.#from, this.#to)
+      this.#bytes = null
+    }
+    return this.#value
+  }
+
+  /** For JSON.stringify and test comparisons: the plain record. */
+  toJSON(): { kind: 'meta'; status: MetaStatus; flags: MetaFlags; value?: Buffer } {
+    const value = this.value
+    return value === undefined ? { kind: 'meta', status: this.status, flags: this.flags } : { kind: 'meta', status: this.status, flags: this.flags, value }
+  }
+}
+
+/**
+ * Checks flags ` c12 t30 O7 b` in `text` between `from` (a space) and `end`: one ASCII letter
+ * each, followed by a token of printable characters. Returns the `O` token, if any.
+ */
+function checkFlags(text: string, from: number, end: number): string | undefined {
+  let opaque: string | undefined
   let i = from
   while (i < end) {
     if (text.charCodeAt(i) !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${clip(text.slice(from, end))}`)
@@ -288,7 +343,20 @@ function parseFlags(text: string, from: number, end: number): MetaFlags {
       if (d === SP) break
       if (d < SP || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(text.slice(from, end))}`)
     }
-    flags[text[i] as string] = j === i + 1 ? '' : text.slice(i + 1, j)
+    if (letter === 0x4f) opaque = text.slice(i + 1, j)
+    i = j
+  }
+  return opaque
+}
+
+/** The record of flags already checked by {@link checkFlags}: `' c12 O7 b'` → `{ c: '12', O: '7', b: '' }`. */
+function parseFlags(flagText: string): MetaFlags {
+  const flags: MetaFlags = {}
+  let i = 0
+  while (i < flagText.length) {
+    const next = flagText.indexOf(' ', i + 2)
+    const j = next === -1 ? flagText.length : next
+    flags[flagText[i + 1] as string] = flagText.slice(i + 2, j)
     i = j
   }
   return flags

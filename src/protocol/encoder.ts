@@ -8,9 +8,9 @@ import type { WireKey } from './keys.js'
 const CRLF = '\r\n'
 
 function withFlags(head: string, key: WireKey, flags: readonly string[], opaque?: string): string {
-  let s = head
-  if (key.base64) s += ' b'
-  for (let i = 0; i < flags.length; i++) s += ' ' + flags[i]
+  let s = key.base64 ? head + ' b' : head
+  // one joined string, not a string per flag: this runs for every request
+  if (flags.length > 0) s += ' ' + flags.join(' ')
   if (opaque !== undefined) s += ' O' + opaque
   return s
 }

@@ -393,6 +393,25 @@ describe('Connection - real memcached round trips', () => {
     })
   })
 
+  test('connection - values of every size come out exact although every read lands in the same buffer', async () => {
+    // sizes around the read buffer (64 KiB) and the decoder's shared copy (16 KiB), so replies
+    // and values are cut across reads at many points; each value has its own byte pattern
+    const sizes = [0, 1, 31, 1023, 1025, 16_383, 16_385, 65_535, 65_536, 65_537, 200_000, 7, 70_000, 2]
+    const keys = sizes.map((n, i) => uniqueKey(`sizes-${i}-${n}`))
+    const values = sizes.map((n, i) => Array.from({ length: n }, (_, j) => String.fromCharCode(0x21 + ((i * 7 + j) % 90))).join(''))
+    const sets = await Promise.all(keys.map((k, i) => conn.metaSet(k, values[i] as string, ['T30'])))
+    assert.ok(sets.every((r) => r.status === 'HD'))
+    for (let round = 0; round < 3; round++) {
+      const gets = await Promise.all(keys.flatMap((k) => [conn.metaGet(k, ['v', 'c']), conn.metaGet(k, ['v'])]))
+      gets.forEach((r, n) => {
+        const i = n >> 1
+        assert.equal(r.status, 'VA', `key ${i}`)
+        assert.equal(r.value?.length, sizes[i], `length of value ${i}`)
+        assert.ok(r.value?.equals(Buffer.from(values[i] as string, 'latin1')), `bytes of value ${i} (${sizes[i]} bytes)`)
+      })
+    }
+  })
+
   test('connection - mixed commands in one batch keep their order', async () => {
     const key = uniqueKey('mixed')
     const [add, noop, get, version, del, miss] = await Promise.all([

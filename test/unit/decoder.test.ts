@@ -50,10 +50,19 @@ const CORPUS: { wire: string; reply: Reply }[] = [
 const WHOLE = Buffer.concat(CORPUS.map((c) => Buffer.from(c.wire, 'latin1')))
 const EXPECTED = CORPUS.map((c) => c.reply)
 
+/** A meta reply as a plain record (its flags and value are built on access), for deepEqual. */
+function plain(r: Reply): Reply {
+  return r.kind === 'meta' ? { kind: 'meta', status: r.status, flags: r.flags, ...(r.value !== undefined && { value: r.value }) } : r
+}
+
+function plainAll(replies: Reply[]): Reply[] {
+  return replies.map(plain)
+}
+
 function feed(chunks: Buffer[], decoder = new ReplyDecoder()): Reply[] {
   const out: Reply[] = []
   for (const chunk of chunks) out.push(...decoder.push(chunk))
-  return out
+  return plainAll(out)
 }
 
 /** Feeds `bytes` in the given chunking and expects a ProtocolError (and nothing else). */
@@ -90,7 +99,7 @@ describe('ReplyDecoder - valid replies', () => {
         // nothing may come out before the last byte
         if (i < bytes.length - 1) assert.equal(out.length, 0, `reply emitted early at byte ${i}`)
       })
-      assert.deepEqual(out, [c.reply])
+      assert.deepEqual(plainAll(out), [c.reply])
       assert.equal(d.midReply, false)
     })
   }
@@ -154,11 +163,11 @@ describe('ReplyDecoder - valid replies', () => {
   test('decoder - midReply tracks a started reply', () => {
     const d = new ReplyDecoder()
     assert.equal(d.midReply, false)
-    assert.deepEqual(d.push(b('HD c1\r\nVA 3\r\nab')), [{ kind: 'meta', status: 'HD', flags: { c: '1' } }])
+    assert.deepEqual(plainAll(d.push(b('HD c1\r\nVA 3\r\nab'))), [{ kind: 'meta', status: 'HD', flags: { c: '1' } }])
     assert.equal(d.midReply, true)
     assert.equal(d.push(b('c\r\n')).length, 1)
     assert.equal(d.midReply, false)
-    assert.deepEqual(d.push(b('STAT pid 1\r\n')), [])
+    assert.deepEqual(plainAll(d.push(b('STAT pid 1\r\n'))), [])
     assert.equal(d.midReply, true, 'inside a STAT block')
     assert.equal(d.push(b('END\r\n')).length, 1)
     assert.equal(d.midReply, false)
@@ -166,10 +175,50 @@ describe('ReplyDecoder - valid replies', () => {
 
   test('decoder - an empty chunk is harmless', () => {
     const d = new ReplyDecoder()
-    assert.deepEqual(d.push(Buffer.alloc(0)), [])
-    assert.deepEqual(d.push(b('HD')), [])
-    assert.deepEqual(d.push(Buffer.alloc(0)), [])
-    assert.deepEqual(d.push(b('\r\n')), [{ kind: 'meta', status: 'HD', flags: {} }])
+    assert.deepEqual(plainAll(d.push(Buffer.alloc(0))), [])
+    assert.deepEqual(plainAll(d.push(b('HD'))), [])
+    assert.deepEqual(plainAll(d.push(Buffer.alloc(0))), [])
+    assert.deepEqual(plainAll(d.push(b('\r\n'))), [{ kind: 'meta', status: 'HD', flags: {} }])
+  })
+
+  test('decoder - the opaque token is read at once; flags and value, built on access, are the same each time', () => {
+    const [hd, va, en] = new ReplyDecoder().push(b('HD c7 O12 b\r\nVA 3 t-1 O13\r\nabc\r\nEN\r\n'))
+    assert.ok(hd?.kind === 'meta' && va?.kind === 'meta' && en?.kind === 'meta')
+    assert.equal(hd.opaque, '12')
+    assert.equal(va.opaque, '13')
+    assert.equal(en.opaque, undefined)
+    assert.equal(hd.flags, hd.flags, 'one record, built once')
+    assert.deepEqual(hd.flags, { c: '7', O: '12', b: '' })
+    assert.equal(va.value, va.value, 'one view, made once')
+    assert.equal(va.value?.toString(), 'abc')
+    assert.equal(hd.value, undefined)
+    assert.deepEqual(JSON.parse(JSON.stringify(va)), { kind: 'meta', status: 'VA', flags: { t: '-1', O: '13' }, value: { type: 'Buffer', data: [97, 98, 99] } })
+  })
+
+  test('decoder - a chunk may be reused once push returns (partial replies and large values are copied)', () => {
+    // the connection reads every chunk into the same buffer: feed the stream through one buffer
+    const big = 'z'.repeat(3000)
+    const stream = b(`HD c1 O1\r\nVA 5 O2\r\nhello\r\nVA ${big.length} O3\r\n${big}\r\nHD O4\r\n`)
+    for (const size of [1, 7, 64, 1000]) {
+      const buffer = Buffer.alloc(size)
+      const d = new ReplyDecoder()
+      const out: Reply[] = []
+      for (let pos = 0; pos < stream.length; pos += size) {
+        const n = stream.copy(buffer, 0, pos, Math.min(pos + size, stream.length))
+        d.push(buffer.subarray(0, n), out)
+        buffer.fill(0x21) // the next read overwrites the buffer
+      }
+      assert.deepEqual(
+        plainAll(out),
+        [
+          { kind: 'meta', status: 'HD', flags: { c: '1', O: '1' } },
+          { kind: 'meta', status: 'VA', flags: { O: '2' }, value: Buffer.from('hello') },
+          { kind: 'meta', status: 'VA', flags: { O: '3' }, value: Buffer.from(big) },
+          { kind: 'meta', status: 'HD', flags: { O: '4' } },
+        ],
+        `reads of ${size} bytes`,
+      )
+    }
   })
 
   test('decoder - the value does not alias the input chunk', () => {
@@ -208,16 +257,16 @@ describe('ReplyDecoder - valid replies', () => {
   test('decoder - a large value is gathered across chunks, then checked', () => {
     const d = new ReplyDecoder()
     const value = Buffer.alloc(100_000, 0x62)
-    assert.deepEqual(d.push(b('HD O1\r\nVA 100000 c9\r\n')), [{ kind: 'meta', status: 'HD', flags: { O: '1' } }])
+    assert.deepEqual(plainAll(d.push(b('HD O1\r\nVA 100000 c9\r\n'))), [{ kind: 'meta', status: 'HD', flags: { O: '1' } }])
     for (let i = 0; i < value.length; i += 4096) {
-      assert.deepEqual(d.push(value.subarray(i, i + 4096)), [])
+      assert.deepEqual(plainAll(d.push(value.subarray(i, i + 4096))), [])
       assert.equal(d.midReply, true)
     }
     const out = d.push(b('\r\nEN\r\n'))
     assert.equal(out.length, 2)
     assert.ok(out[0]?.kind === 'meta')
     assert.deepEqual(out[0].value, value)
-    assert.deepEqual(out[1], { kind: 'meta', status: 'EN', flags: {} })
+    assert.deepEqual(plain(out[1]!), { kind: 'meta', status: 'EN', flags: {} })
     assert.equal(d.midReply, false)
     // the same value, ended by garbage instead of CRLF
     const bad = new ReplyDecoder()
@@ -293,10 +342,10 @@ describe('ReplyDecoder - garbage', () => {
 
   test('decoder - replies decoded before garbage in the same chunk are handed over in out', () => {
     const d = new ReplyDecoder()
-    assert.deepEqual(d.push(b('HD\r\n')), [{ kind: 'meta', status: 'HD', flags: {} }])
+    assert.deepEqual(plainAll(d.push(b('HD\r\n'))), [{ kind: 'meta', status: 'HD', flags: {} }])
     const out: Reply[] = []
     assert.throws(() => d.push(b('MN\r\nVA 1 O2\r\nx\r\nGARBAGE\r\nEN\r\n'), out), ProtocolError)
-    assert.deepEqual(out, [
+    assert.deepEqual(plainAll(out), [
       { kind: 'meta', status: 'MN', flags: {} },
       { kind: 'meta', status: 'VA', flags: { O: '2' }, value: Buffer.from('x') },
     ])
@@ -321,7 +370,7 @@ describe('ReplyDecoder - garbage', () => {
 
   test('decoder - an overlong line is refused before its end arrives', () => {
     const d = new ReplyDecoder({ maxLineBytes: 64 })
-    assert.deepEqual(d.push(b('HD ' + 'c'.repeat(40))), [])
+    assert.deepEqual(plainAll(d.push(b('HD ' + 'c'.repeat(40)))), [])
     expectProtocolError([b('c'.repeat(40))], d)
   })
 
