@@ -5,8 +5,10 @@
 //   npm run build && node bench/client.mjs [--requests N] [--json]
 //
 // Starts its own memcached (from PATH, or $MEMCACHED_BIN) on a free loopback port and stops it
-// by PID at the end, also on errors and signals. Two measurements, each interleaved over 5
-// rounds (raw, client, raw, client...), medians reported:
+// by PID at the end, also on errors and signals. Three measurements, each interleaved over 9
+// rounds (raw then client, client then raw, ...), on fresh connections for both sides in every
+// round (memcached gives each connection one of its worker threads, and where the kernel runs
+// that thread moves the round trip a lot on a small VM), medians reported:
 //   sequential  one `mg <k> v c t` at a time: a raw net.Socket loop vs `await conn.metaGet()`
 //   batch64     64 requests at a time: raw = 64 `mg` in ONE write, then wait for 64 replies;
 //               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)
@@ -24,7 +26,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { Connection, encodeKey } from '../dist/esm/index.js'
 
-const ROUNDS = 5
+const ROUNDS = 9
 const BATCH = 64
 const HOST = '127.0.0.1'
 
@@ -330,21 +332,22 @@ function median(values) {
 const MODEL_BUILD_US = 15
 const MODEL_DECODE_US_PER_REPLY = 0.2
 
-function makeRunners(raw, conn, key, wireKey, model) {
+/** `s.raw` and `s.conn` are read at each call: they are replaced by fresh connections every round. */
+function makeRunners(s, key, wireKey, model) {
   const line = `mg ${key} v c t\r\n`
   const batchText = line.repeat(BATCH)
   const flags = ['v', 'c', 't']
   const batchRaw = async (n) => {
-    for (let i = 0; i < n / BATCH; i++) await raw.send(batchText, BATCH)
+    for (let i = 0; i < n / BATCH; i++) await s.raw.send(batchText, BATCH)
   }
   return {
     sequential: {
       raw: async (n) => {
-        for (let i = 0; i < n; i++) await raw.send(line, 1)
+        for (let i = 0; i < n; i++) await s.raw.send(line, 1)
       },
       client: async (n) => {
         for (let i = 0; i < n; i++) {
-          const r = await conn.metaGet(wireKey, flags)
+          const r = await s.conn.metaGet(wireKey, flags)
           if (r.status !== 'VA') throw new Error(`client: unexpected ${r.status}`)
         }
       },
@@ -353,7 +356,7 @@ function makeRunners(raw, conn, key, wireKey, model) {
       raw: batchRaw,
       client: async (n) => {
         for (let i = 0; i < n / BATCH; i++) {
-          const replies = await Promise.all(Array.from({ length: BATCH }, () => conn.metaGet(wireKey, flags)))
+          const replies = await Promise.all(Array.from({ length: BATCH }, () => s.conn.metaGet(wireKey, flags)))
           if (replies.length !== BATCH || replies[BATCH - 1].status !== 'VA') throw new Error('client: bad batch')
         }
       },
@@ -362,24 +365,24 @@ function makeRunners(raw, conn, key, wireKey, model) {
       modelPromises: {
         raw: batchRaw,
         client: async (n) => {
-          for (let i = 0; i < n / BATCH; i++) await raw.sendEach(batchText, BATCH)
+          for (let i = 0; i < n / BATCH; i++) await s.raw.sendEach(batchText, BATCH)
         },
       },
       modelCosts: {
         raw: batchRaw,
         client: async (n) => {
-          for (let i = 0; i < n / BATCH; i++) await raw.send(batchText, BATCH, { build: MODEL_BUILD_US, perReply: MODEL_DECODE_US_PER_REPLY })
+          for (let i = 0; i < n / BATCH; i++) await s.raw.send(batchText, BATCH, { build: MODEL_BUILD_US, perReply: MODEL_DECODE_US_PER_REPLY })
         },
       },
     }),
     inflight64: {
-      raw: (n) => raw.stream(line, BATCH, n),
+      raw: (n) => s.raw.stream(line, BATCH, n),
       client: async (n) => {
         let left = n
         const worker = async () => {
           while (left > 0) {
             left--
-            const r = await conn.metaGet(wireKey, flags)
+            const r = await s.conn.metaGet(wireKey, flags)
             if (r.status !== 'VA') throw new Error(`client: unexpected ${r.status}`)
           }
         }
@@ -393,17 +396,32 @@ async function main() {
   const opts = parseArgs(process.argv.slice(2))
   const server = await startServer()
   log(`${server.version} on ${HOST}:${server.port} (pid ${child.pid})`)
-  const raw = await RawSocket.connect(server.port)
-  const conn = new Connection({ host: HOST, port: server.port }, { requestTimeoutMs: 5000 })
-  await conn.connect()
+  // memcached hands each connection to one of its worker threads, and where the kernel runs that
+  // thread (next to this process or not) changes round trips a lot on a small VM; fresh
+  // connections for both sides in every round and scenario spread that over the rounds
+  const s = {
+    raw: null,
+    conn: null,
+    async open() {
+      this.raw = await RawSocket.connect(server.port)
+      this.conn = new Connection({ host: HOST, port: server.port }, { requestTimeoutMs: 5000 })
+      await this.conn.connect()
+    },
+    async close() {
+      this.raw?.close()
+      await this.conn?.close()
+      this.raw = this.conn = null
+    },
+  }
+  await s.open()
   try {
     const key = `bench:client:${process.pid}`
     const wireKey = encodeKey('', key)
     const value = 'x'.repeat(32)
-    const set = await conn.metaSet(wireKey, value, ['T0'])
+    const set = await s.conn.metaSet(wireKey, value, ['T0'])
     if (set.status !== 'HD') throw new Error(`could not store the bench key: ${set.status}`)
 
-    const runners = makeRunners(raw, conn, key, wireKey, opts.model)
+    const runners = makeRunners(s, key, wireKey, opts.model)
     const batched = Math.ceil(opts.requests / BATCH) * BATCH
     const counts = { sequential: opts.requests, batch64: batched, modelPromises: batched, modelCosts: batched, inflight64: opts.requests * 4 }
     const perBatch = (name) => name === 'batch64' || name.startsWith('model')
@@ -417,7 +435,10 @@ async function main() {
     const started = Date.now()
     for (let round = 1; round <= ROUNDS; round++) {
       for (const name of Object.keys(runners)) {
-        for (const side of ['raw', 'client']) {
+        await s.close()
+        await s.open()
+        for (const side of round % 2 ? ['raw', 'client'] : ['client', 'raw']) {
+          await runners[name][side](counts[name]) // the fresh sockets settle: one unmeasured pass
           const seconds = await timed(() => runners[name][side](counts[name]))
           samples[name][side].push(counts[name] / seconds)
         }
@@ -468,8 +489,7 @@ async function main() {
       for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
     }
   } finally {
-    raw.close()
-    await conn.close()
+    await s.close()
     await stopServer()
   }
 }

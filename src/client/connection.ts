@@ -85,8 +85,13 @@ interface Queued {
   readonly pending: Pending
 }
 
-/** Requests per socket write within one turn of the event loop (see #write). */
-const WRITE_EVERY = 32
+/**
+ * Most requests per socket write in a burst (see #write). memcached works through at most
+ * `reqs_per_event` requests (`-R`, default 20) per read of a connection, then yields and leaves
+ * the rest for a later round of its event loop; a slice within that budget is answered in one
+ * go. The slice follows the server's setting (read at connect), up to this many.
+ */
+const MAX_SLICE = 20
 
 /** Bytes read from the socket at once (plain TCP reads into one buffer per connection, see #open). */
 const READ_BUFFER_BYTES = 64 * 1024
@@ -121,6 +126,8 @@ export class Connection extends EventEmitter {
   #flushScheduled = false
   /** This turn's requests started on an idle connection (see #write). */
   #burst = false
+  /** Requests per write in a burst: the server's `reqs_per_event`, at most MAX_SLICE. */
+  #slice = MAX_SLICE
   #timer: NodeJS.Timeout | null = null
   #reconnectTimer: NodeJS.Timeout | null = null
   #attempt = 0
@@ -292,10 +299,11 @@ export class Connection extends EventEmitter {
       // requests are batched into one write after every promise continuation has run (replies
       // that are still coming will wake us anyway, so waiting for the end of the turn costs nothing)
       this.#send(text, 1)
-    } else if (this.#outbox.push(text) >= WRITE_EVERY && this.#burst) {
+    } else if (this.#outbox.push(text) >= this.#slice && this.#burst) {
       // a long burst on an idle connection goes out in slices, so the server works on the first
-      // requests while the rest are still being made (the two overlap on separate cores); when
-      // requests are already in flight the server is busy anyway and one write per turn is cheaper
+      // requests while the rest are still being made (the two overlap on separate cores), each
+      // slice within the server's per-read budget (MAX_SLICE); when requests are already in
+      // flight the server is busy anyway and one write per turn is cheaper
       this.#flush()
       this.#flushScheduled = true
     }
@@ -450,6 +458,7 @@ export class Connection extends EventEmitter {
       const identity = readIdentity(stats, settings, this.name)
       const previous = this.#identity
       this.#identity = identity
+      this.#slice = sliceFor(settings)
       this.#generation++
       this.#attempt = 0
       this.#lastError = null
@@ -624,6 +633,12 @@ export class Connection extends EventEmitter {
     this.#state = state
     this.emit('state', state)
   }
+}
+
+/** Requests per write in a burst for a server with these settings (see MAX_SLICE). */
+function sliceFor(settings: Record<string, string>): number {
+  const perEvent = Number(settings.reqs_per_event)
+  return Number.isInteger(perEvent) && perEvent >= 1 ? Math.min(perEvent, MAX_SLICE) : MAX_SLICE
 }
 
 function readIdentity(stats: Record<string, string>, settings: Record<string, string>, name: string): ServerIdentity {

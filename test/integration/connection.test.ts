@@ -446,6 +446,53 @@ describe('Connection - real memcached round trips', () => {
 })
 
 // ---------------------------------------------------------------------------
+// real server: a burst is written in slices within the server's per-read budget (-R)
+// ---------------------------------------------------------------------------
+
+describe('Connection - write slices follow the server\'s reqs_per_event', () => {
+  /** Requests per socket write while `fn` runs (every socket of this process is watched). */
+  async function writesDuring(fn: () => Promise<unknown>): Promise<number[]> {
+    const counts: number[] = []
+    const original = net.Socket.prototype.write
+    net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<net.Socket['write']>) {
+      const data = args[0]
+      if (typeof data === 'string') counts.push(data.split('\r\n').length - 1)
+      return original.apply(this, args)
+    } as typeof original
+    try {
+      await fn()
+    } finally {
+      net.Socket.prototype.write = original
+    }
+    return counts
+  }
+
+  for (const [label, args, slice] of [
+    ['a default server (-R 20)', [], 20],
+    ['a server started with -R 5', ['-R', '5'], 5],
+  ] as const) {
+    test(`connection - 64 concurrent requests to ${label} go out as 1, then slices of at most ${slice}`, async () => {
+      const server = await MemcachedServer.start({ args: [...args] })
+      const conn = connect(server)
+      try {
+        await conn.connect()
+        assert.equal(conn.identity?.settings.reqs_per_event, String(slice))
+        const key = uniqueKey('slices')
+        await conn.metaSet(key, 'v', ['T30'])
+        const counts = await writesDuring(() => Promise.all(Array.from({ length: 64 }, () => conn.metaGet(key, ['v']))))
+        assert.equal(counts.reduce((a, b) => a + b, 0), 64, `requests per write: ${counts.join(', ')}`)
+        assert.equal(counts[0], 1, 'the first request goes out at once')
+        assert.ok(counts.every((n) => n <= slice), `requests per write: ${counts.join(', ')}`)
+        assert.equal(counts.length, 1 + Math.ceil(63 / slice), `requests per write: ${counts.join(', ')}`)
+      } finally {
+        await conn.close()
+        await server.stop()
+      }
+    })
+  }
+})
+
+// ---------------------------------------------------------------------------
 // real server: restarts and crashes
 // ---------------------------------------------------------------------------
 
