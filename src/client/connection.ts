@@ -71,7 +71,8 @@ type Expect = 'meta' | 'stats' | 'version' | 'auth'
 
 interface Pending {
   readonly expect: Expect
-  readonly opaque: string | undefined
+  /** The `O` token sent (its text: opaqueText), none for `mn` and the handshake. */
+  readonly opaque: number | undefined
   readonly resolve: (reply: Reply) => void
   readonly reject: (err: MemcachedLockError) => void
   /** Time allowed for the reply, counted from the socket write. */
@@ -92,6 +93,20 @@ interface Queued {
  * go. The slice follows the server's setting (read at connect), up to this many.
  */
 const MAX_SLICE = 20
+
+/**
+ * `O` tokens cycle through 1..OPAQUE_CYCLE-1, made into strings once (a number-to-string
+ * conversion per request was a measurable part of a request's cost). Replies are matched in
+ * order and each is checked against its own token, so a reply stream out of step by fewer than
+ * OPAQUE_CYCLE-1 replies is caught at its first reply; a shift by exactly that many would need
+ * as many requests in flight on one connection.
+ */
+const OPAQUE_CYCLE = 4096
+const OPAQUE_TEXT: string[] = []
+
+function opaqueText(token: number): string {
+  return (OPAQUE_TEXT[token] ??= String(token))
+}
 
 /** Bytes read from the socket at once (plain TCP reads into one buffer per connection, see #open). */
 const READ_BUFFER_BYTES = 64 * 1024
@@ -190,25 +205,25 @@ export class Connection extends EventEmitter {
   /** `ms`: meta set. */
   metaSet(key: WireKey, value: string, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaSet(key, value, flags, o), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaSet(key, value, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
   }
 
   /** `mg`: meta get. */
   metaGet(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaGet(key, flags, o), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaGet(key, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
   }
 
   /** `md`: meta delete. */
   metaDelete(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaDelete(key, flags, o), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaDelete(key, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
   }
 
   /** `ma`: meta arithmetic. */
   metaArithmetic(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaArithmetic(key, flags, o), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaArithmetic(key, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
   }
 
   /** `mn`: resolves once every earlier request has been answered. */
@@ -250,12 +265,12 @@ export class Connection extends EventEmitter {
     }
   }
 
-  #nextOpaque(): string {
-    this.#opaque = this.#opaque >= 0x7fffffff ? 1 : this.#opaque + 1
-    return String(this.#opaque)
+  /** The next `O` token (its text: opaqueText). */
+  #nextOpaque(): number {
+    return (this.#opaque = this.#opaque >= OPAQUE_CYCLE - 1 ? 1 : this.#opaque + 1)
   }
 
-  #request(text: string, expect: Expect, opaque: string | undefined): Promise<Reply> {
+  #request(text: string, expect: Expect, opaque: number | undefined): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       const pending: Pending = { expect, opaque, resolve, reject, timeoutMs: this.#opts.requestTimeoutMs, deadline: 0 }
       switch (this.#state) {

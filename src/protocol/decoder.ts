@@ -22,7 +22,8 @@ export interface MetaReply {
   readonly status: MetaStatus
   readonly flags: MetaFlags
   readonly value?: Buffer
-  readonly opaque?: string
+  /** The `O` token as a number (this client's tokens are numbers); -1 when it is not one. */
+  readonly opaque?: number
 }
 
 /** The `STAT name value` lines up to `END`. */
@@ -277,15 +278,17 @@ function metaStatus(a: number, b: number): MetaStatus | null {
 /**
  * A decoded meta reply. The flags are checked as the reply is decoded (garbage fails the decode,
  * not a later read) and only the `O` token is cut out then; the record of flags and the value's
- * view are made on first access. Until its flags are read, a reply holds a slice of the chunk's
- * text (a reply is meant to be read and dropped, not kept).
+ * view are made on first access. Until its flags are read, a reply holds the text of the chunk it
+ * came in (a reply is meant to be read and dropped, not kept).
  */
 class DecodedMetaReply implements MetaReply {
   readonly kind = 'meta'
   readonly status: MetaStatus
-  readonly opaque: string | undefined
-  /** The flags part of the line (` c12 t30 O7`), until parsed. */
-  #flagText: string
+  readonly opaque: number | undefined
+  /** The flags part of the line (` c12 t30 O7`) is `#text` from `#flagsFrom` to `#flagsEnd`, until parsed. */
+  #text: string
+  readonly #flagsFrom: number
+  readonly #flagsEnd: number
   #flags: MetaFlags | null = null
   /** The value: bytes `#from..#to` of `#bytes` (a shared copy, or the value's own memory). */
   #bytes: Buffer | null
@@ -296,7 +299,9 @@ class DecodedMetaReply implements MetaReply {
   constructor(status: MetaStatus, text: string, from: number, end: number, bytes: Buffer | null, valueFrom: number, valueTo: number) {
     this.status = status
     this.opaque = from === end ? undefined : checkFlags(text, from, end)
-    this.#flagText = from === end ? '' : text.slice(from, end)
+    this.#text = text
+    this.#flagsFrom = from
+    this.#flagsEnd = end
     this.#bytes = bytes
     this.#from = valueFrom
     this.#to = valueTo
@@ -304,8 +309,8 @@ class DecodedMetaReply implements MetaReply {
 
   get flags(): MetaFlags {
     if (this.#flags === null) {
-      this.#flags = parseFlags(this.#flagText)
-      this.#flagText = ''
+      this.#flags = parseFlags(this.#text, this.#flagsFrom, this.#flagsEnd)
+      this.#text = ''
     }
     return this.#flags
   }
@@ -328,10 +333,11 @@ class DecodedMetaReply implements MetaReply {
 
 /**
  * Checks flags ` c12 t30 O7 b` in `text` between `from` (a space) and `end`: one ASCII letter
- * each, followed by a token of printable characters. Returns the `O` token, if any.
+ * each, followed by a token of printable characters. Returns the `O` token as a number (-1 when
+ * it is not one of up to 9 digits), if there is one.
  */
-function checkFlags(text: string, from: number, end: number): string | undefined {
-  let opaque: string | undefined
+function checkFlags(text: string, from: number, end: number): number | undefined {
+  let opaque: number | undefined
   let i = from
   while (i < end) {
     if (text.charCodeAt(i) !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${clip(text.slice(from, end))}`)
@@ -343,20 +349,32 @@ function checkFlags(text: string, from: number, end: number): string | undefined
       if (d === SP) break
       if (d < SP || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(text.slice(from, end))}`)
     }
-    if (letter === 0x4f) opaque = text.slice(i + 1, j)
+    if (letter === 0x4f) opaque = digits(text, i + 1, j)
     i = j
   }
   return opaque
 }
 
+/** The number written in `text` from `from` to `end` (1 to 9 decimal digits), or -1. */
+function digits(text: string, from: number, end: number): number {
+  if (end === from || end - from > 9) return -1
+  let n = 0
+  for (let i = from; i < end; i++) {
+    const d = text.charCodeAt(i) - 0x30
+    if (d < 0 || d > 9) return -1
+    n = n * 10 + d
+  }
+  return n
+}
+
 /** The record of flags already checked by {@link checkFlags}: `' c12 O7 b'` → `{ c: '12', O: '7', b: '' }`. */
-function parseFlags(flagText: string): MetaFlags {
+function parseFlags(text: string, from: number, end: number): MetaFlags {
   const flags: MetaFlags = {}
-  let i = 0
-  while (i < flagText.length) {
-    const next = flagText.indexOf(' ', i + 2)
-    const j = next === -1 ? flagText.length : next
-    flags[flagText[i + 1] as string] = flagText.slice(i + 2, j)
+  let i = from
+  while (i < end) {
+    const next = text.indexOf(' ', i + 2)
+    const j = next === -1 || next > end ? end : next
+    flags[text[i + 1] as string] = text.slice(i + 2, j)
     i = j
   }
   return flags

@@ -389,8 +389,21 @@ describe('Connection - real memcached round trips', () => {
     })
     const opaques = gets.map((r) => Number(r.flags.O))
     opaques.forEach((o, i) => {
-      if (i > 0) assert.equal(o, (opaques[i - 1] as number) + 1, 'consecutive opaques')
+      const previous = opaques[i - 1] as number
+      // the tokens cycle through 1..4095
+      if (i > 0) assert.equal(o, previous === 4095 ? 1 : previous + 1, 'consecutive opaques')
     })
+  })
+
+  test('connection - opaque tokens wrap around after 4095 and every reply still matches its request', async () => {
+    const key = uniqueKey('wrap')
+    await conn.metaSet(key, 'w', ['T30'])
+    const gets = await Promise.all(Array.from({ length: 5000 }, () => conn.metaGet(key, ['v'])))
+    const opaques = gets.map((r) => Number(r.opaque))
+    assert.ok(opaques.every((o) => o >= 1 && o <= 4095))
+    assert.ok(opaques.includes(4095) && opaques.lastIndexOf(1) > opaques.indexOf(4095), 'wrapped')
+    assert.ok(gets.every((r) => r.status === 'VA' && r.value?.toString() === 'w'))
+    assert.equal(conn.state, 'ready')
   })
 
   test('connection - values of every size come out exact although every read lands in the same buffer', async () => {

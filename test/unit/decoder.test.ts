@@ -184,9 +184,11 @@ describe('ReplyDecoder - valid replies', () => {
   test('decoder - the opaque token is read at once; flags and value, built on access, are the same each time', () => {
     const [hd, va, en] = new ReplyDecoder().push(b('HD c7 O12 b\r\nVA 3 t-1 O13\r\nabc\r\nEN\r\n'))
     assert.ok(hd?.kind === 'meta' && va?.kind === 'meta' && en?.kind === 'meta')
-    assert.equal(hd.opaque, '12')
-    assert.equal(va.opaque, '13')
+    assert.equal(hd.opaque, 12)
+    assert.equal(va.opaque, 13)
     assert.equal(en.opaque, undefined)
+    const [word, long, empty] = new ReplyDecoder().push(b('HD Oab\r\nHD O1234567890\r\nHD O c1\r\n'))
+    assert.deepEqual([word, long, empty].map((r) => r?.kind === 'meta' && r.opaque), [-1, -1, -1], 'a token that is not 1-9 digits is -1')
     assert.equal(hd.flags, hd.flags, 'one record, built once')
     assert.deepEqual(hd.flags, { c: '7', O: '12', b: '' })
     assert.equal(va.value, va.value, 'one view, made once')
