@@ -137,6 +137,25 @@ describe('ReplyDecoder - valid replies', () => {
     )
   })
 
+  test('decoder - property: random splits read through one reused buffer decode the same', () => {
+    // what the connection does: every read lands in the same buffer, overwritten by the next
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.integer({ min: 1, max: WHOLE.length - 1 }), { maxLength: 60 }), (cuts) => {
+        const points = [0, ...cuts.sort((x, y) => x - y), WHOLE.length]
+        const buffer = Buffer.alloc(WHOLE.length)
+        const d = new ReplyDecoder()
+        const out: Reply[] = []
+        for (let k = 1; k < points.length; k++) {
+          const n = WHOLE.copy(buffer, 0, points[k - 1], points[k])
+          d.push(buffer.subarray(0, n), out)
+          buffer.fill(0x58)
+        }
+        assert.deepEqual(plainAll(out), EXPECTED)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
   test('decoder - property: random replies in random order and random splits', () => {
     fc.assert(
       fc.property(
