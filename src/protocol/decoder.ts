@@ -329,6 +329,11 @@ class DecodedMetaReply implements MetaReply {
     const value = this.value
     return value === undefined ? { kind: 'meta', status: this.status, flags: this.flags } : { kind: 'meta', status: this.status, flags: this.flags, value }
   }
+
+  /** `console.log` and `util.inspect` show the plain record too (not the lazy fields). */
+  [Symbol.for('nodejs.util.inspect.custom')](): object {
+    return this.toJSON()
+  }
 }
 
 /**

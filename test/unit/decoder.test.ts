@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { inspect } from 'node:util'
 import { describe, test } from 'node:test'
 
 import fc from 'fast-check'
@@ -214,6 +215,7 @@ describe('ReplyDecoder - valid replies', () => {
     assert.equal(va.value?.toString(), 'abc')
     assert.equal(hd.value, undefined)
     assert.deepEqual(JSON.parse(JSON.stringify(va)), { kind: 'meta', status: 'VA', flags: { t: '-1', O: '13' }, value: { type: 'Buffer', data: [97, 98, 99] } })
+    assert.equal(inspect(hd), inspect({ kind: 'meta', status: 'HD', flags: { c: '7', O: '12', b: '' } }), 'console.log shows the plain record')
   })
 
   test('decoder - a chunk may be reused once push returns (partial replies and large values are copied)', () => {
