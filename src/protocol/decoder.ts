@@ -15,7 +15,11 @@ export type MetaFlags = Record<string, string>
 /**
  * A reply to `ms`, `mg`, `md`, `ma` or `mn`. `value` is set for `VA`. `opaque` is the `O` flag,
  * read as the reply is decoded (the connection matches every reply by it); `flags` and `value`
- * are built on first access (most replies are judged by their status alone).
+ * are built on first access (most replies are judged by their status alone), so they are
+ * getters: `{ ...reply }` and `structuredClone(reply)` do not copy them, `reply.toJSON()` (and
+ * `JSON.stringify`, `console.log`) give the plain record. Read what you need and drop the
+ * reply: until its flags or value are read, a reply holds the text of the chunk it came in
+ * (up to the connection's 64 KiB read).
  */
 export interface MetaReply {
   readonly kind: 'meta'
@@ -277,9 +281,9 @@ function metaStatus(a: number, b: number): MetaStatus | null {
 
 /**
  * A decoded meta reply. The flags are checked as the reply is decoded (garbage fails the decode,
- * not a later read) and only the `O` token is cut out then; the record of flags and the value's
- * view are made on first access. Until its flags are read, a reply holds the text of the chunk it
- * came in (a reply is meant to be read and dropped, not kept).
+ * not a later read) and only the `O` token is read then; the record of flags and the value's
+ * view are made on first access. Until its flags or value are read, a reply holds the text of
+ * the chunk it came in (a reply is meant to be read and dropped, not kept).
  */
 class DecodedMetaReply implements MetaReply {
   readonly kind = 'meta'
@@ -320,6 +324,8 @@ class DecodedMetaReply implements MetaReply {
     if (bytes !== null) {
       this.#value = this.#from === 0 && this.#to === bytes.length ? bytes : bytes.subarray(this.#from, this.#to)
       this.#bytes = null
+      // a reply kept for its value must not keep the chunk's text as well
+      if (this.#flags === null) void this.flags
     }
     return this.#value
   }

@@ -216,6 +216,10 @@ describe('ReplyDecoder - valid replies', () => {
     assert.equal(hd.value, undefined)
     assert.deepEqual(JSON.parse(JSON.stringify(va)), { kind: 'meta', status: 'VA', flags: { t: '-1', O: '13' }, value: { type: 'Buffer', data: [97, 98, 99] } })
     assert.equal(inspect(hd), inspect({ kind: 'meta', status: 'HD', flags: { c: '7', O: '12', b: '' } }), 'console.log shows the plain record')
+    const [valueFirst] = new ReplyDecoder().push(b('VA 2 c9 t30 k0123456789abcdef\r\nxy\r\n'))
+    assert.ok(valueFirst?.kind === 'meta')
+    assert.equal(valueFirst.value?.toString(), 'xy')
+    assert.deepEqual(valueFirst.flags, { c: '9', t: '30', k: '0123456789abcdef' }, 'flags read after the value')
   })
 
   test('decoder - a chunk may be reused once push returns (partial replies and large values are copied)', () => {
