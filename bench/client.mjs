@@ -14,12 +14,14 @@
 //               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)
 //   inflight64  64 requests always in flight: raw = every data event that completes k replies
 //               writes k new requests (one write); client = 64 loops of `await conn.metaGet()`
-// With --model, two more rows show how far any client can get in batch64 on this machine: the
-// raw loop itself, made to do part of what a client must do (no other change):
+// With --model, two more rows for reference: the raw loop itself (one write after all 64 requests
+// are made), made to do part of what a client must do (no other change). A client that writes
+// while it still makes requests can beat them (this one does since session 5):
 //   model-promises  one promise per request, resolved as its reply is counted, awaited with
 //                   Promise.all: the promise plumbing of the client row, and nothing else
 //   model-costs     15 µs busy-waited before each write (building 64 requests, ~0.23 µs each)
-//                   and 0.2 µs per reply after each data event (decoding): this client's costs
+//                   and 0.2 µs per reply after each data event (decoding): the costs this client
+//                   had before session 5 (docs/PERFORMANCE.md), kept as a reference point
 import { execFileSync, spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import net from 'node:net'
@@ -328,7 +330,7 @@ function median(values) {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 
-/** Modelled client costs of the --model rows, in µs (measured for this client: docs/PERFORMANCE.md). */
+/** Modelled client costs of the --model rows, in µs (the client's before session 5: docs/PERFORMANCE.md). */
 const MODEL_BUILD_US = 15
 const MODEL_DECODE_US_PER_REPLY = 0.2
 
