@@ -213,20 +213,40 @@ export class QuorumStore implements LockStore {
   }
 
   async inspect(key: string): Promise<LockInfo | null> {
-    const results = await Promise.allSettled(this.members.map((m) => m.inspect(key)))
+    const n = this.members.length
     const byToken = new Map<string, LockInfo[]>()
-    for (const r of results) if (r.status === 'fulfilled' && r.value) byToken.set(r.value.token, [...(byToken.get(r.value.token) ?? []), r.value])
+    let answers = 0
+    let firstError: unknown
+    const largest = (): number => Math.max(0, ...[...byToken.values()].map((infos) => infos.length))
+    await untilDecided(
+      this.members.map((m) => m.inspect(key)),
+      (_, r) => {
+        if (r.status === 'rejected') {
+          firstError ??= r.reason
+          return
+        }
+        answers++
+        if (r.value) byToken.set(r.value.token, [...(byToken.get(r.value.token) ?? []), r.value])
+      },
+      // held by a majority; or no holder can reach one with the answers still out, and a majority
+      // answered (free); or a majority can no longer answer (unavailable): a silent member does
+      // not hold up the answer
+      (answered) => {
+        const pending = n - answered
+        return largest() >= this.quorum || (largest() + pending < this.quorum && answers >= this.quorum) || answers + pending < this.quorum
+      },
+    )
     for (const infos of byToken.values()) {
       if (infos.length >= this.quorum) {
         const first = infos[0] as LockInfo
-        const fence = await this.#readFence(key, this.members).catch(() => first.fence)
+        // a majority's counters, or (short of that) the holder's own token on one member
+        const counters = await this.#readFence(key, this.members, this.quorum)
+        const fence = counters.read >= this.quorum ? counters.highest : first.fence
         const remaining = infos.map((i) => i.remainingMs).filter((x): x is number => x !== null)
         return { ...first, fence, remainingMs: remaining.length ? Math.min(...remaining) : null, server: this.label }
       }
     }
-    if (results.filter((r) => r.status === 'fulfilled').length < this.quorum) {
-      throw new LockUnavailableError(key, { cause: (results.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined)?.reason })
-    }
+    if (answers < this.quorum) throw new LockUnavailableError(key, { cause: firstError })
     return null
   }
 
@@ -308,7 +328,7 @@ export class QuorumStore implements LockStore {
   }
 
   async #nextFence(key: string, granted: MemcachedStore[]): Promise<bigint> {
-    const highest = await this.#readFence(key, granted)
+    const { highest } = await this.#readFence(key, granted)
     const floor = BigInt(Date.now()) * 1000n
     const next = (highest >= floor ? highest : floor) + 1n
     const writes = await Promise.allSettled(granted.map((m) => m.writeFenceCounter(key, next)))
@@ -318,11 +338,24 @@ export class QuorumStore implements LockStore {
     return next
   }
 
-  async #readFence(key: string, members: readonly MemcachedStore[]): Promise<bigint> {
-    const reads = await Promise.allSettled(members.map((m) => m.readFenceCounter(key)))
+  /**
+   * The highest fence counter of `members` and how many were read, once `enough` of them
+   * answered (all by default). Any majority shares a server with the majority the holder wrote
+   * its token to, so a majority's highest counter is at least the holder's token.
+   */
+  async #readFence(key: string, members: readonly MemcachedStore[], enough = members.length): Promise<{ highest: bigint; read: number }> {
     let highest = 0n
-    for (const r of reads) if (r.status === 'fulfilled' && r.value > highest) highest = r.value
-    return highest
+    let read = 0
+    await untilDecided(
+      members.map((m) => m.readFenceCounter(key)),
+      (_, r) => {
+        if (r.status !== 'fulfilled') return
+        read++
+        if (r.value > highest) highest = r.value
+      },
+      () => read >= enough,
+    )
+    return { highest, read }
   }
 
   /** Deletes the parts (owner-checked); never rejects. */

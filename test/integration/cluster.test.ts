@@ -193,11 +193,21 @@ describe('quorum mode', () => {
         assert.ok(h, 'granted by the two members that answer')
         assert.equal(h.isHeld, true, 'with validity left')
         assert.equal(await b.mutex(k).tryAcquire(), null, 'exclusive: the other client is refused by the majority')
+        // inspect answers from the majority too: its request to the silent member would take
+        // the whole 3 s request timeout (the bound below is that timeout, not a speed target)
+        const asked = performance.now()
+        const info = await b.inspect(k)
+        assert.ok(performance.now() - asked < 3000, 'inspect did not wait for the silent member')
+        assert.equal(info?.token, h.lease?.token, 'inspect shows the holder')
+        assert.ok(info && info.fence >= (h.lease?.fence ?? 0n), 'with a fence at least the holder\'s')
         await h.extend()
         assert.equal(await h.release(), true)
         const again = await b.mutex(k).tryAcquire()
         assert.ok(again, 'released on the majority')
         await again.release()
+        const freed = performance.now()
+        assert.equal(await a.inspect(k), null, 'free on the majority')
+        assert.ok(performance.now() - freed < 3000, 'inspect did not wait for the silent member')
       }
       // the held requests reach the member now: grants that come after the release are given back
       silent.blackHole(false)
