@@ -15,6 +15,8 @@ export interface HandleHooks {
   onReleasing?(handle: LockHandle): Promise<boolean> | null
   /** `contended`: the probe's answer (false when there was none). */
   onReleased(handle: LockHandle, deleted: boolean, contended?: boolean): void
+  /** The server did not hear the release of `lease` (the error is thrown to the caller too). */
+  onReleaseFailed?(handle: LockHandle, lease: Lease): void
   onLost(handle: LockHandle, error: LockLostError): void
   onRenewalError(handle: LockHandle, error: unknown): void
 }
@@ -160,8 +162,9 @@ export class LockHandle implements AsyncDisposable {
   /**
    * Releases the lock. Resolves true when our lease was deleted, false when it was no longer
    * ours (it had expired or been lost: then the loss is signalled too) or was already released.
-   * Rejects with the store's error when the server could not be reached (the lease then ends
-   * by its TTL). Never deletes another owner's lock.
+   * Rejects with the store's error when the server could not be reached; the factory then keeps
+   * trying in the background, until the server hears it or the lease ends by its TTL. Never
+   * deletes another owner's lock.
    */
   release(): Promise<boolean> {
     if (this.#state === 'released') return Promise.resolve(false)
@@ -197,8 +200,10 @@ export class LockHandle implements AsyncDisposable {
       if (probe) [deleted, contended] = await Promise.all([(this.#store as LockStore).delete(lease), probe.catch(() => false)])
       else deleted = await (this.#store as LockStore).delete(lease)
     } catch (err) {
-      // the server could not be told; the lease ends by its TTL, but this handle is done either way
+      // the server could not be told; this handle is done either way, and the factory keeps
+      // trying (owner-checked) until the lease would have ended by its TTL
       this.#hooks.onReleased(this, false, false)
+      this.#hooks.onReleaseFailed?.(this, lease)
       throw err
     } finally {
       this.#unwatch?.()

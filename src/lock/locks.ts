@@ -56,6 +56,10 @@ const LONG_HOLD_YIELD_MS = 5
 /** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
 const CONTENDED_WINDOW_MS = 5000
 
+/** A release the server did not hear is tried again after this long, doubling up to the max. */
+const RELEASE_RETRY_MIN_MS = 50
+const RELEASE_RETRY_MAX_MS = 1000
+
 /** Marks Locks instances across copies of the library (the ESM and CommonJS builds are two classes). */
 const LOCKS_BRAND = Symbol.for('memcached-lock.Locks')
 
@@ -92,6 +96,8 @@ export class Locks extends EventEmitter {
   #closed = false
   /** Attempts of `tryOnce` in flight (see `#create`). */
   readonly #creating = new Set<Promise<unknown>>()
+  /** Timers of releases tried again in the background (see `#retryRelease`). */
+  readonly #releaseRetries = new Set<NodeJS.Timeout>()
 
   constructor(options: LocksOptions = {}) {
     super()
@@ -187,6 +193,8 @@ export class Locks extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const timer of this.#releaseRetries) clearTimeout(timer)
+    this.#releaseRetries.clear()
     // waits end now with ClosedError (not "unavailable": nobody may run unlocked because of a close);
     // attempts already sent finish first, so a lock they took is handed back, not left behind
     const closed = new ClosedError('this Locks factory was closed')
@@ -317,6 +325,28 @@ export class Locks extends EventEmitter {
     onRenewalError: (h, error) => {
       this.emit('renewal-error', h.key, error)
     },
+    onReleaseFailed: (_, lease) => this.#retryRelease(lease, RELEASE_RETRY_MIN_MS),
+  }
+
+  /**
+   * A release the server did not hear: tried again with backoff until it is heard or the lease
+   * would have ended by its TTL, so that others need not wait out the TTL after a blip. The
+   * store's delete is owner-checked (by CAS, or by token after a reconnect): it never removes a
+   * later holder's lock. Stops when the factory closes; failures stay silent (the caller of
+   * `release` already had the error).
+   */
+  #retryRelease(lease: Lease, delayMs: number): void {
+    if (this.#closed || this.store.clock.now() + delayMs >= lease.validUntil) return
+    const timer = setTimeout(() => {
+      this.#releaseRetries.delete(timer)
+      if (this.#closed) return
+      this.store.delete(lease).then(
+        () => {},
+        () => this.#retryRelease(lease, Math.min(delayMs * 2, RELEASE_RETRY_MAX_MS)),
+      )
+    }, delayMs)
+    timer.unref()
+    this.#releaseRetries.add(timer)
   }
 
   #end(h: LockHandle): void {

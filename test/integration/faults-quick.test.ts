@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { Locks, LockLostError } from '../../src/index.js';
 import { MemcachedServer } from '../helpers/memcached-server.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
-import { uniqueKey } from '../helpers/util.js';
+import { eventually, uniqueKey } from '../helpers/util.js';
 import { runBrokenLock } from '../faults/broken-locks.js';
 import { checkHistory, summarize } from '../faults/checker.js';
 import { assertSafe, FaultRun, scenarioSeeds, sleep } from '../faults/harness.js';
@@ -58,11 +58,39 @@ describe('faults (quick)', () => {
       await Promise.all(opened.map((l) => l.close()));
       await proxy.close();
     });
-    function open(servers: string): Locks {
-      const locks = new Locks({ servers, prefix: 'fq:', pushWakeups: false });
+    function open(servers: string, timeouts: { requestTimeoutMs?: number; connectTimeoutMs?: number } = {}): Locks {
+      const locks = new Locks({ servers, prefix: 'fq:', pushWakeups: false, ...timeouts });
       opened.push(locks);
       return locks;
     }
+
+    test('faults quick - a release the server did not hear is tried again in the background, owner-checked', async () => {
+      const cut = open(proxy.address, { requestTimeoutMs: 300, connectTimeoutMs: 300 });
+      const direct = open(server.address);
+      const key = uniqueKey('release-retry');
+      const later = uniqueKey('release-retry-later');
+      await cut.inspect(key);
+      const h = await cut.mutex(key).acquire({ ttlMs: 30_000 });
+      const other = await cut.mutex(later).acquire({ ttlMs: 30_000 });
+      proxy.blackHole(true); // 'drop': the delete never reaches the server
+      let newHolder;
+      try {
+        await assert.rejects(h.release(), (err: unknown) => (err as { code?: string }).code === 'ERR_REQUEST_TIMEOUT');
+        await assert.rejects(other.release());
+        // meanwhile the second lease's key is taken over by another client (its lease would have
+        // ended for real in a long outage): the retry must not delete the new holder's lock
+        assert.equal(await direct.forceRelease(later), true);
+        newHolder = await direct.mutex(later).acquire({ ttlMs: 30_000 });
+        await sleep(400);
+        assert.ok(await direct.inspect(key), 'still held while the server cannot hear the release');
+      } finally {
+        proxy.blackHole(false);
+      }
+      // the first lock is freed long before its 30 s TTL; the other client's lock is untouched
+      await eventually(async () => assert.equal(await direct.inspect(key), null), 10_000);
+      assert.equal((await direct.inspect(later))?.token, newHolder.lease?.token, 'the retry left the new holder alone');
+      await newHolder.release();
+    });
 
     test('faults quick - release() while an automatic renewal is in flight releases the lock, with no loss', async () => {
       const slow = open(proxy.address);
