@@ -342,7 +342,8 @@ export class Locks extends EventEmitter {
       if (this.#closed) return
       this.store.delete(lease).then(
         () => {},
-        () => this.#retryRelease(lease, Math.min(delayMs * 2, RELEASE_RETRY_MAX_MS)),
+        // a closed store does not come back; anything else may be a blip
+        (err: unknown) => err instanceof ClosedError || this.#retryRelease(lease, Math.min(delayMs * 2, RELEASE_RETRY_MAX_MS)),
       )
     }, delayMs)
     timer.unref()
