@@ -208,45 +208,47 @@ export class QuorumStore implements LockStore {
       },
       () => deleted >= this.quorum,
     )
-    if (deleted === 0 && failures.length === parts.length) throw failures[0]
+    // parts that failed may still carry our token: while they could form a majority, the lock
+    // may still be ours, and that is an error (the caller's factory tries again), not "gone"
+    if (deleted < this.quorum && failures.length >= Math.min(this.quorum, parts.length)) throw failures[0]
     return deleted >= this.quorum || (deleted > 0 && deleted === parts.length)
   }
 
   async inspect(key: string): Promise<LockInfo | null> {
     const n = this.members.length
     const byToken = new Map<string, LockInfo[]>()
-    let answers = 0
+    let answered = 0
+    let failed = 0
     let firstError: unknown
     const largest = (): number => Math.max(0, ...[...byToken.values()].map((infos) => infos.length))
+    // a member that failed to answer may hold anything: it counts for every holder
     await untilDecided(
       this.members.map((m) => m.inspect(key)),
       (_, r) => {
+        answered++
         if (r.status === 'rejected') {
+          failed++
           firstError ??= r.reason
-          return
+        } else if (r.value) {
+          byToken.set(r.value.token, [...(byToken.get(r.value.token) ?? []), r.value])
         }
-        answers++
-        if (r.value) byToken.set(r.value.token, [...(byToken.get(r.value.token) ?? []), r.value])
       },
-      // held by a majority; or no holder can reach one with the answers still out, and a majority
-      // answered (free); or a majority can no longer answer (unavailable): a silent member does
-      // not hold up the answer
-      (answered) => {
-        const pending = n - answered
-        return largest() >= this.quorum || (largest() + pending < this.quorum && answers >= this.quorum) || answers + pending < this.quorum
-      },
+      // held by a majority, or no holder can reach one with the answers still out: a silent
+      // member does not hold up the answer
+      () => largest() >= this.quorum || largest() + (n - answered) < this.quorum,
     )
     for (const infos of byToken.values()) {
       if (infos.length >= this.quorum) {
         const first = infos[0] as LockInfo
-        // a majority's counters, or (short of that) the holder's own token on one member
         const counters = await this.#readFence(key, this.members, this.quorum)
-        const fence = counters.read >= this.quorum ? counters.highest : first.fence
+        // short of a majority of counters the fence is unknown (a member's own fence is not on the quorum's scale)
+        if (counters.read < this.quorum) throw new LockUnavailableError(key, { cause: firstError })
         const remaining = infos.map((i) => i.remainingMs).filter((x): x is number => x !== null)
-        return { ...first, fence, remainingMs: remaining.length ? Math.min(...remaining) : null, server: this.label }
+        return { ...first, fence: counters.highest, remainingMs: remaining.length ? Math.min(...remaining) : null, server: this.label }
       }
     }
-    if (answers < this.quorum) throw new LockUnavailableError(key, { cause: firstError })
+    // free only if no holder could have a majority even with every member that failed or is still out
+    if (largest() + (n - answered) + failed >= this.quorum) throw new LockUnavailableError(key, { cause: firstError })
     return null
   }
 

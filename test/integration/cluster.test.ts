@@ -220,6 +220,68 @@ describe('quorum mode', () => {
     }
   })
 
+  test('quorum (3 servers) - a release a majority did not hear rejects (no false loss) and is tried again until heard', async () => {
+    const servers = await startServers(3)
+    const proxies = await Promise.all(servers.slice(1).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
+    await sleep(VOTING_AGE_MS)
+    const quick = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
+    const a = new Locks({ servers: [servers[0]!.address, ...proxies.map((p) => p.address)], quorum: true, ...quick })
+    a.on('renewal-error', () => {})
+    const lost: string[] = []
+    a.on('lost', (key: string) => lost.push(key))
+    try {
+      const k = uniqueKey('quorum-release-retry')
+      await a.inspect(k)
+      const h = await a.mutex(k).acquire({ ttlMs: 1000 })
+      const before = await Promise.all(servers.slice(1).map(casHits))
+      for (const p of proxies) p.blackHole(true) // 'drop': two of three never hear the release
+      await assert.rejects(h.release(), 'the release could not be confirmed by a majority')
+      assert.deepEqual(lost, [], 'and that is no loss')
+      for (const p of proxies) p.blackHole(false)
+      // the retry's compare-and-expire reaches both (a lease running out by itself counts no CAS hit)
+      await eventually(async () => {
+        const after = await Promise.all(servers.slice(1).map(casHits))
+        assert.deepEqual(after, before.map((n) => n + 1))
+      }, 5_000)
+      for (const server of servers) assert.equal(await rawHas(server, k), false)
+    } finally {
+      await a.close()
+      for (const p of proxies) await p.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
+  test('quorum (3 servers) - inspect does not call a lock free when a member that may hold it does not answer', async () => {
+    const servers = await startServers(3)
+    const toSecond = await TcpProxy.start({ host: '127.0.0.1', port: servers[1]!.port })
+    const toThird = await TcpProxy.start({ host: '127.0.0.1', port: servers[2]!.port })
+    await sleep(VOTING_AGE_MS)
+    const quick = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
+    const holder = new Locks({ servers: [servers[0]!.address, toSecond.address, servers[2]!.address], quorum: true, ...quick })
+    const viewer = new Locks({ servers: [servers[0]!.address, servers[1]!.address, toThird.address], quorum: true, ...quick })
+    holder.on('renewal-error', () => {})
+    try {
+      const k = uniqueKey('quorum-inspect-unknown')
+      await holder.inspect(k)
+      await viewer.inspect(k)
+      toSecond.blackHole(true)
+      const h = await holder.mutex(k).tryAcquire({ ttlMs: 1000 })
+      assert.ok(h, 'granted by the first and third servers')
+      assert.equal(await rawHas(servers[1]!, k), false, 'not on the second')
+      toThird.blackHole(true)
+      // the viewer sees the holder on the first server, nothing on the second, no answer from the
+      // third: the third may hold it too (it does), so "free" would be a guess
+      await assert.rejects(viewer.inspect(k), LockUnavailableError)
+    } finally {
+      toSecond.blackHole(false)
+      toThird.blackHole(false)
+      await Promise.all([holder.close(), viewer.close()])
+      await toSecond.close()
+      await toThird.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
   test('quorum (5 servers) - brief disconnects of several members over a long hold are no loss', async () => {
     const servers = await startServers(5)
     const proxies = await Promise.all(servers.slice(0, 3).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
@@ -252,6 +314,16 @@ describe('quorum mode', () => {
     assert.throws(() => new Locks({ servers: ['127.0.0.1:1', '127.0.0.1:2'], quorum: true }), /at least 3 independent servers/)
   })
 })
+
+/** The server's count of compare-and-set hits (a release is a compare-and-expire store). */
+async function casHits(server: MemcachedServer): Promise<number> {
+  const c = new MemcachedClient({ servers: parseServerList(server.address) })
+  try {
+    return Number((await c.connections[0]!.stats()).cas_hits)
+  } finally {
+    await c.close()
+  }
+}
 
 async function rawHas(server: MemcachedServer, key: string): Promise<boolean> {
   if (!server.running) return false
