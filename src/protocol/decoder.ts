@@ -333,7 +333,7 @@ class DecodedMetaReply implements MetaReply {
   /** For JSON.stringify and test comparisons: the plain record. */
   toJSON(): { kind: 'meta'; status: MetaStatus; flags: MetaFlags; value?: Buffer } {
     const value = this.value
-    return value === undefined ? { kind: 'meta', status: this.status, flags: this.flags } : { kind: 'meta', status: this.status, flags: this.flags, value }
+    return { kind: 'meta', status: this.status, flags: this.flags, ...(value !== undefined && { value }) }
   }
 
   /** `console.log` and `util.inspect` show the plain record too (not the lazy fields). */

@@ -204,11 +204,18 @@ describe('serializer on memcached', () => {
       return c
     }
 
+    /** A counted factory, a fresh cell and a serializer with these batch limits. */
+    function batchSetup(locks: Locks, batch: { maxRuns: number; maxMs: number } | false) {
+      return {
+        acquired: countAcquired(locks),
+        cell: new VersionedCell(),
+        serializer: locks.serializer({ isConflict: (e) => e instanceof Conflict, batch }),
+      }
+    }
+
     test('serializer batch - runs queued in this process take the lease over: fewer acquisitions, same result', async () => {
       await withLocks(async (locks) => {
-        const acquired = countAcquired(locks)
-        const cell = new VersionedCell()
-        const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: { maxRuns: 5, maxMs: 10_000 } })
+        const { acquired, cell, serializer } = batchSetup(locks, { maxRuns: 5, maxMs: 10_000 })
         const k = key('batch')
         const tokens = new Set<bigint>()
         await Promise.all(
@@ -236,9 +243,7 @@ describe('serializer on memcached', () => {
 
     test('serializer batch - runs started together fill one batch after another: ceil(runs / maxRuns) leases', async () => {
       await withLocks(async (locks) => {
-        const acquired = countAcquired(locks)
-        const cell = new VersionedCell()
-        const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: { maxRuns: 10, maxMs: 10_000 } })
+        const { acquired, cell, serializer } = batchSetup(locks, { maxRuns: 10, maxMs: 10_000 })
         const k = key('batches')
         await Promise.all(Array.from({ length: 35 }, () => serializer.run(k, () => increment(cell, 1))))
         assert.equal(cell.value, 35)
@@ -250,9 +255,7 @@ describe('serializer on memcached', () => {
 
     test('serializer batch - batch: false releases after every run', async () => {
       await withLocks(async (locks) => {
-        const acquired = countAcquired(locks)
-        const cell = new VersionedCell()
-        const serializer = locks.serializer({ isConflict: (e) => e instanceof Conflict, batch: false })
+        const { acquired, cell, serializer } = batchSetup(locks, false)
         const k = key('nobatch')
         await Promise.all(Array.from({ length: 4 }, async () => {
           for (let i = 0; i < 3; i++) await serializer.run(k, () => increment(cell, 1))
