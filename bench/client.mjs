@@ -265,7 +265,9 @@ class RawSocket {
     this.#want = replies
     this.#got = 0
     const each = []
-    const all = Promise.all(Array.from({ length: replies }, () => new Promise((resolve) => each.push(resolve))))
+    const promises = []
+    for (let i = 0; i < replies; i++) promises.push(new Promise((resolve) => each.push(resolve)))
+    const all = Promise.all(promises)
     this.#each = each
     this.#resolve = () => (this.#each = null)
     this.#sock.write(text)
@@ -358,7 +360,11 @@ function makeRunners(s, key, wireKey, model) {
       raw: batchRaw,
       client: async (n) => {
         for (let i = 0; i < n / BATCH; i++) {
-          const replies = await Promise.all(Array.from({ length: BATCH }, () => s.conn.metaGet(wireKey, flags)))
+          // a plain loop: Array.from({ length: 64 }, fn) alone costs about 5 µs per batch on the
+          // 2.1 GHz Xeon VM (its generic array-like path), which is the harness, not the client
+          const pending = []
+          for (let j = 0; j < BATCH; j++) pending.push(s.conn.metaGet(wireKey, flags))
+          const replies = await Promise.all(pending)
           if (replies.length !== BATCH || replies[BATCH - 1].status !== 'VA') throw new Error('client: bad batch')
         }
       },

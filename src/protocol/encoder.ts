@@ -7,10 +7,31 @@ import type { WireKey } from './keys.js'
 
 const CRLF = '\r\n'
 
+/** The flags of the previous request (a copy) and their text: see flagsText. */
+let lastFlags: readonly string[] = []
+let lastFlagsText = ''
+
+/**
+ * ` f1 f2 ...` for `flags`. Callers that send many requests often pass the same flags again
+ * (a constant array, or a fresh array of the same tokens), and `Array.prototype.join` costs more
+ * than the rest of an `mg` encoding, so the previous flags' text is reused when the tokens are
+ * the same. The comparison is with a copy, token by token: an array changed in place since is
+ * seen as different.
+ */
+function flagsText(flags: readonly string[]): string {
+  const n = flags.length
+  if (n === lastFlags.length) {
+    let i = 0
+    while (i < n && flags[i] === lastFlags[i]) i++
+    if (i === n) return lastFlagsText
+  }
+  lastFlags = flags.slice()
+  return (lastFlagsText = ' ' + flags.join(' '))
+}
+
 function withFlags(head: string, key: WireKey, flags: readonly string[], opaque?: string): string {
   let s = key.base64 ? head + ' b' : head
-  // one joined string, not a string per flag: this runs for every request
-  if (flags.length > 0) s += ' ' + flags.join(' ')
+  if (flags.length > 0) s += flagsText(flags)
   if (opaque !== undefined) s += ' O' + opaque
   return s
 }

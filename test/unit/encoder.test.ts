@@ -64,6 +64,23 @@ describe('encoder', () => {
     assert.equal(encodeMetaGet(raw, ['v', 'c', 't', 's', 'f']), 'mg lock:a v c t s f\r\n')
   })
 
+  test('encoder - flags reused from the previous request follow the array as it is now (changed in place, longer, shorter, emptied)', () => {
+    const flags = ['v', 'c', 't']
+    assert.equal(encodeMetaGet(raw, flags), 'mg lock:a v c t\r\n')
+    assert.equal(encodeMetaGet(raw, flags), 'mg lock:a v c t\r\n')
+    assert.equal(encodeMetaGet(raw, ['v', 'c', 't']), 'mg lock:a v c t\r\n')
+    flags[1] = 'k'
+    assert.equal(encodeMetaGet(raw, flags), 'mg lock:a v k t\r\n')
+    flags.push('s')
+    assert.equal(encodeMetaGet(raw, flags), 'mg lock:a v k t s\r\n')
+    flags.length = 1
+    assert.equal(encodeMetaGet(raw, flags), 'mg lock:a v\r\n')
+    flags.length = 0
+    assert.equal(encodeMetaGet(raw, flags), 'mg lock:a\r\n')
+    assert.equal(encodeMetaDelete(raw, ['v']), 'md lock:a v\r\n')
+    assert.equal(encodeMetaSet(raw, 'x', ['v']), 'ms lock:a 1 v\r\nx\r\n')
+  })
+
   test('encoder - mg with no flags', () => {
     assert.equal(encodeMetaGet(raw, []), 'mg lock:a\r\n')
   })
