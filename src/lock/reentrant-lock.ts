@@ -163,12 +163,17 @@ export class ReentrantLock {
     return this.#acquire(options, false)
   }
 
-  /** Re-enters, or makes one attempt; null when someone else holds it. */
+  /**
+   * Re-enters, or makes one attempt; null when someone else holds it, and null without an attempt
+   * while the same `owner` is still acquiring the key: a try never waits, and an attempt of its
+   * own could take the lock ahead of that acquisition, which would then wait for its own owner.
+   */
   async tryAcquire(options?: ReentrantAcquireOptions): Promise<ReentrantHandle | null> {
     // options are checked even when re-entering: a bad call fails the same way inside a hold and outside
     const o = resolveAcquireOptions(stripOwner(options), this.#defaults, { autoRenew: false, waitMs: 0 })
     const reentered = this.#reenter(options)
     if (reentered) return reentered
+    if (options?.owner?.acquiring.has(this.#id)) return null
     const base = await this.#locks.tryOnce(this.key, o)
     return base ? this.#adopt(base, options?.owner) : null
   }

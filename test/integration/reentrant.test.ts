@@ -192,6 +192,34 @@ describe('reentrant', () => {
     await other.release();
   });
 
+  test("reentrant - tryAcquire while the same owner's acquisition is in flight returns null and takes nothing ahead of it", async () => {
+    const store = new MemoryStore();
+    const a = new Locks({ store });
+    opened.push(a);
+    const key = uniqueKey('owner-try-in-flight');
+    const lock = a.reentrant(key);
+    const owner = a.createOwner();
+    // another process holds the key, and lets it go without telling this one
+    const other = await store.create(key, 60_000, { label: 'another process' });
+    assert.ok(other.acquired);
+    const acquiring = lock.acquire({ owner, waitMs: SOON_MS });
+    await sleep(20);
+    assert.equal(await store.delete(other.lease), true);
+    // the lock is free in the store, and the owner's acquisition (between two polls) has not taken
+    // it yet: an attempt by the try would win and leave that acquisition waiting for its own owner
+    assert.equal(await lock.tryAcquire({ owner }), null);
+    const held = await within(acquiring, 2000, 'the in-flight acquisition');
+    assert.equal(held.holdCount, 1);
+    // once it is held, the try re-enters
+    const again = await lock.tryAcquire({ owner });
+    assert.ok(again);
+    assert.equal(again.holdCount, 2);
+    assert.equal(again.fencingToken, held.fencingToken);
+    await again.release();
+    await held.release();
+    assert.equal(await a.inspect(key), null);
+  });
+
   test('reentrant - a hold through one factory is not re-entered through another', async () => {
     const store = new MemoryStore();
     const a = new Locks({ store });
