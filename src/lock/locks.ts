@@ -18,6 +18,7 @@ import type { CreateResult, Lease, LockInfo, LockStore } from '../store/lock-sto
 import type { MemcachedClient, ServerHealth } from '../client/client.js'
 import type { Connection, ConnectionState } from '../client/connection.js'
 import { MemcachedStore } from '../store/memcached-store.js'
+import { ITEM_LINGER_MS } from '../store/ttl.js'
 import { QuorumStore } from '../store/quorum-store.js'
 import type { MemcachedStoreOptions } from '../store/store-options.js'
 import { defaultOwner } from '../store/owner.js'
@@ -329,14 +330,15 @@ export class Locks extends EventEmitter {
   }
 
   /**
-   * A release the server did not hear: tried again with backoff until it is heard or the lease
-   * would have ended by its TTL, so that others need not wait out the TTL after a blip. The
+   * A release the server did not hear: tried again with backoff until it is heard or the lease's
+   * item would have expired on the server (ITEM_LINGER_MS past its validity: memcached keeps it
+   * for whole seconds, plus 2), so that others need not wait out the TTL after a blip. The
    * store's delete is owner-checked (by CAS, or by token after a reconnect): it never removes a
    * later holder's lock. Stops when the factory closes; failures stay silent (the caller of
    * `release` already had the error).
    */
   #retryRelease(lease: Lease, delayMs: number): void {
-    if (this.#closed || this.store.clock.now() + delayMs >= lease.validUntil) return
+    if (this.#closed || this.store.clock.now() + delayMs >= lease.validUntil + ITEM_LINGER_MS) return
     const timer = setTimeout(() => {
       this.#releaseRetries.delete(timer)
       if (this.#closed) return

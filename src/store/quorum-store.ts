@@ -15,7 +15,7 @@
  */
 import type { Connection } from '../client/connection.js'
 import type { ServerHealth } from '../client/client.js'
-import { InvalidArgumentError, LockUnavailableError } from '../errors.js'
+import { ClosedError, InvalidArgumentError, LockUnavailableError } from '../errors.js'
 import {
   monotonicClock,
   type Clock,
@@ -30,11 +30,14 @@ import {
 import { MemcachedStore } from './memcached-store.js'
 import { newToken } from './owner.js'
 import { resolveServers, type MemcachedStoreOptions } from './store-options.js'
-import { checkTtlMs, serverTtlSeconds } from './ttl.js'
+import { checkTtlMs, ITEM_LINGER_MS, serverTtlSeconds } from './ttl.js'
 import { formatAddress } from '../client/server-address.js'
 
 /** memcached's uptime starts near 2 s and ticks once a second. */
 const RESTART_SLACK_MS = 3000
+/** Backoff of the background deletes of parts a member did not confirm (see `#deletePart`). */
+const PART_RETRY_MIN_MS = 50
+const PART_RETRY_MAX_MS = 1000
 
 class QuorumLease implements Lease {
   constructor(
@@ -45,6 +48,11 @@ class QuorumLease implements Lease {
     readonly server: string,
     /** @internal The lease on each server that granted it (a slow server's late grant joins it). */
     readonly parts: ReadonlyMap<MemcachedStore, Lease>,
+    /**
+     * @internal Servers whose answer never came (the request failed): each may have stored the
+     * token all the same, so the lock may be ours there too until the item expires.
+     */
+    readonly unknown: ReadonlySet<MemcachedStore>,
   ) {}
 
   /** @internal Released (or replaced by an extension): a part that comes late is given back. */
@@ -63,6 +71,9 @@ export class QuorumStore implements LockStore {
   readonly #readyAt = new Map<Connection, number>()
   /** Lease watches by key and token: an extension re-watches the servers that extended it. */
   readonly #watches = new Map<string, LeaseWatch>()
+  /** Timers of part deletes tried again in the background (see `#deletePart`). */
+  readonly #partRetries = new Set<NodeJS.Timeout>()
+  #closed = false
 
   constructor(options: QuorumStoreOptions = {}) {
     const servers = resolveServers(options.servers)
@@ -89,6 +100,7 @@ export class QuorumStore implements LockStore {
     const members = this.members
     /** Grants of voting servers: the lease's parts once acquired (late grants join them). */
     const granted = new Map<MemcachedStore, Lease>()
+    const unknown = new Set<MemcachedStore>()
     const cleanups: Promise<unknown>[] = []
     let refused = 0
     let tooYoung = 0
@@ -98,7 +110,7 @@ export class QuorumStore implements LockStore {
     let givenBack = false
     let acquired: QuorumLease | null = null
     const giveBack = (m: MemcachedStore, lease: Lease): void => {
-      cleanups.push(m.delete(lease).catch(() => {}))
+      cleanups.push(this.#deletePart(m, lease).catch(() => {}))
     }
     await untilDecided(
       members.map((m) => m.create(key, ttlMs, owner, { wantRemaining: options?.wantRemaining, token })),
@@ -106,6 +118,7 @@ export class QuorumStore implements LockStore {
         const m = members[i] as MemcachedStore
         if (r.status === 'rejected') {
           firstError ??= r.reason
+          unknown.add(m)
         } else if (!r.value.acquired) {
           refused++
           if (r.value.remainingMs !== undefined) remainingMs = Math.max(remainingMs ?? 0, r.value.remainingMs)
@@ -135,7 +148,7 @@ export class QuorumStore implements LockStore {
         await Promise.all([...cleanups, this.#releaseParts(granted)])
         throw err
       }
-      acquired = new QuorumLease(key, token, fence, validUntil, this.label, granted)
+      acquired = new QuorumLease(key, token, fence, validUntil, this.label, granted, unknown)
       return { acquired: true, lease: acquired }
     }
     givenBack = true
@@ -158,6 +171,8 @@ export class QuorumStore implements LockStore {
     const l = this.#own(lease)
     const parts = [...l.parts]
     const kept = new Map<MemcachedStore, Lease>()
+    // a part whose extension failed may still carry the token (on its old TTL)
+    const unknown = new Set(l.unknown)
     const failures: unknown[] = []
     let refused = 0
     let extended: QuorumLease | null = null
@@ -166,10 +181,13 @@ export class QuorumStore implements LockStore {
       parts.map(([m, p]) => m.extend(p, ttlMs)),
       (i, r) => {
         const m = (parts[i] as [MemcachedStore, Lease])[0]
-        if (r.status === 'rejected') failures.push(r.reason)
+        if (r.status === 'rejected') {
+          failures.push(r.reason)
+          unknown.add(m)
+        }
         else if (!r.value) refused++
         // a late extension joins the new lease, unless that is already gone
-        else if (dropped || extended?.ended) m.delete(r.value).catch(() => {})
+        else if (dropped || extended?.ended) this.#deletePart(m, r.value).catch(() => {})
         else {
           kept.set(m, r.value)
           if (extended) this.#watches.get(watchId(extended))?.add(m, r.value)
@@ -180,7 +198,7 @@ export class QuorumStore implements LockStore {
     const validUntil = Math.min(...[...kept.values()].map((p) => p.validUntil))
     if (kept.size >= this.quorum && validUntil > this.clock.now()) {
       l.ended = true
-      extended = new QuorumLease(l.key, l.token, l.fence, validUntil, l.server, kept)
+      extended = new QuorumLease(l.key, l.token, l.fence, validUntil, l.server, kept, unknown)
       this.#watches.get(watchId(l))?.reset(kept)
       return extended
     }
@@ -201,17 +219,23 @@ export class QuorumStore implements LockStore {
     const failures: unknown[] = []
     // deleted everywhere it can be; the answer does not wait for a slow server once a majority deleted
     await untilDecided(
-      parts.map(([m, p]) => m.delete(p)),
+      parts.map(([m, p]) => this.#deletePart(m, p)),
       (_, r) => {
         if (r.status === 'rejected') failures.push(r.reason)
         else if (r.value) deleted++
       },
       () => deleted >= this.quorum,
     )
-    // parts that failed may still carry our token: while they could form a majority, the lock
-    // may still be ours, and that is an error (the caller's factory tries again), not "gone"
-    if (deleted < this.quorum && failures.length >= Math.min(this.quorum, parts.length)) throw failures[0]
-    return deleted >= this.quorum || (deleted > 0 && deleted === parts.length)
+    // parts whose delete failed, and servers that never answered the grant, may still carry our
+    // token: while they could form a majority, the lock may still be ours, and that is an error
+    // (the caller's factory tries again), not "gone"
+    const maybeOurs = failures.length + l.unknown.size
+    if (deleted < this.quorum && maybeOurs >= this.quorum) throw failures[0] ?? new LockUnavailableError(l.key)
+    // short of that, no majority is ours any more (failed parts are tried again in the background).
+    // It was ours up to the release unless the parts that answered "not ours" leave too few: only
+    // then is the answer false (the lease had been lost). Counting a failed part as "not ours"
+    // turned a release with one unreachable member of a two-part lease into a false loss.
+    return deleted + maybeOurs >= this.quorum
   }
 
   async inspect(key: string): Promise<LockInfo | null> {
@@ -314,6 +338,9 @@ export class QuorumStore implements LockStore {
   }
 
   async close(): Promise<void> {
+    this.#closed = true
+    for (const timer of this.#partRetries) clearTimeout(timer)
+    this.#partRetries.clear()
     await Promise.all(this.members.map((m) => m.close()))
   }
 
@@ -362,7 +389,32 @@ export class QuorumStore implements LockStore {
 
   /** Deletes the parts (owner-checked); never rejects. */
   async #releaseParts(parts: ReadonlyMap<MemcachedStore, Lease>): Promise<void> {
-    await Promise.allSettled([...parts].map(([m, p]) => m.delete(p)))
+    await Promise.allSettled([...parts].map(([m, p]) => this.#deletePart(m, p)))
+  }
+
+  /**
+   * Deletes one member's part of a lease (owner-checked). When the member does not answer, the
+   * delete is tried again in the background (50 ms, doubling up to 1 s) until it is heard or the
+   * part's item would have expired on the server (ITEM_LINGER_MS past its validity): a part left on a member is a vote nobody else can get, and
+   * until it expires, the failure of one more member would leave the key without a majority.
+   * Stops when the store closes. The returned promise is the first attempt's.
+   */
+  #deletePart(m: MemcachedStore, part: Lease): Promise<boolean> {
+    const attempt = m.delete(part)
+    attempt.catch((err: unknown) => this.#retryPart(m, part, PART_RETRY_MIN_MS, err))
+    return attempt
+  }
+
+  #retryPart(m: MemcachedStore, part: Lease, delayMs: number, err: unknown): void {
+    // a closed member does not come back
+    if (this.#closed || err instanceof ClosedError || this.clock.now() + delayMs >= part.validUntil + ITEM_LINGER_MS) return
+    const timer = setTimeout(() => {
+      this.#partRetries.delete(timer)
+      if (this.#closed) return
+      m.delete(part).catch((e: unknown) => this.#retryPart(m, part, Math.min(delayMs * 2, PART_RETRY_MAX_MS), e))
+    }, delayMs)
+    timer.unref()
+    this.#partRetries.add(timer)
   }
 
   #own(lease: Lease): QuorumLease {

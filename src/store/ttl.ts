@@ -27,6 +27,13 @@ export function serverTtlSeconds(ttlMs: number): number {
   return Math.min(Math.ceil(ttlMs / 1000) + 2, MAX_SERVER_TTL_S)
 }
 
+/**
+ * How long past a lease's validity its item may still live on memcached: the TTL rounded up to
+ * whole seconds plus 2 s (see serverTtlSeconds). A delete that was not heard is worth trying
+ * again until then: till the item expires, nobody else can take the key.
+ */
+export const ITEM_LINGER_MS = 3000
+
 /** Safety margin subtracted from a lease's local validity for clock drift between client and server: 1% + 2 ms. */
 export function driftMs(ttlMs: number): number {
   return Math.ceil(ttlMs * 0.01) + 2

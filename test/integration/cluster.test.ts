@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test'
 import { encodeKey, Locks, LockUnavailableError, MemcachedClient, MemcachedStore, parseServerList, type LockHandle } from '../../src/index.js'
 import { MemcachedServer } from '../helpers/memcached-server.js'
 import { TcpProxy } from '../helpers/tcp-proxy.js'
-import { eventually, uniqueKey, sleep } from '../helpers/util.js'
+import { eventually, uniqueKey, sleep, within } from '../helpers/util.js'
 
 async function startServers(n: number): Promise<MemcachedServer[]> {
   return Promise.all(Array.from({ length: n }, () => MemcachedServer.start({ args: ['-M'] })))
@@ -12,6 +12,37 @@ async function startServers(n: number): Promise<MemcachedServer[]> {
 
 /** Waits until servers may vote in quorum mode: reported uptime (about 2 s at start) >= server TTL of 1000 ms (3 s) + 3 s. */
 const VOTING_AGE_MS = 4300
+
+/**
+ * Waits until every server reports an uptime of at least 6 s, so each votes on a 1000 ms TTL
+ * (server TTL 3 s + 3 s). memcached's uptime ticks in whole seconds, a little late: a fixed
+ * sleep of VOTING_AGE_MS sometimes left one server at 5, out of the vote (a lease of two parts
+ * where the test meant three).
+ */
+/**
+ * Waits until a quorum lease has `n` parts. A lease is granted once a majority answered; a
+ * proxied member's grant may come a few ms later and join it, and a test that cuts that member
+ * off first would see a lease of fewer parts than it meant (the grant then never reaches us).
+ */
+async function untilParts(h: LockHandle, n: number): Promise<void> {
+  // `parts` is internal to QuorumStore's lease
+  await eventually(async () => assert.equal((h.lease as unknown as { parts: ReadonlyMap<unknown, unknown> }).parts.size, n), 2_000, 5)
+}
+
+async function untilVoting(servers: readonly MemcachedServer[]): Promise<void> {
+  await sleep(VOTING_AGE_MS)
+  await eventually(async () => {
+    for (const server of servers) {
+      const c = new MemcachedClient({ servers: parseServerList(server.address) })
+      try {
+        const uptime = Number((await c.connections[0]!.stats()).uptime)
+        assert.ok(uptime >= 6, `${server.address} has been up for ${uptime} s`)
+      } finally {
+        await c.close()
+      }
+    }
+  }, 5_000, 100)
+}
 
 describe('sharded mode (3 servers)', () => {
   let servers: MemcachedServer[]
@@ -113,7 +144,7 @@ describe('sharded mode (3 servers)', () => {
 describe('quorum mode', () => {
   test('quorum (5 servers) - losing a minority keeps every lock safe and usable', async () => {
     const servers = await startServers(5)
-    await sleep(VOTING_AGE_MS)
+    await untilVoting(servers)
     const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 2000, requestTimeoutMs: 1500, onWarning: () => {} })
     locks.on('renewal-error', () => {})
     try {
@@ -141,7 +172,7 @@ describe('quorum mode', () => {
 
   test('quorum (3 servers) - a restarted server does not vote until its uptime passes the TTL', async () => {
     const servers = await startServers(3)
-    await sleep(VOTING_AGE_MS)
+    await untilVoting(servers)
     const locks = new Locks({ servers: servers.map((s) => s.address), quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 2000, requestTimeoutMs: 1500, onWarning: () => {} })
     try {
       const k = uniqueKey('q3')
@@ -162,7 +193,7 @@ describe('quorum mode', () => {
         assert.match(String((err.cause as Error)?.message), /2 of 3 servers restarted less than \d+ s ago and may not vote yet/)
         return true
       })
-      await sleep(VOTING_AGE_MS)
+      await untilVoting(servers)
       const h2 = await locks.mutex(k).acquire({ waitMs: 2000 })
       assert.ok(h2.fencingToken > h.fencingToken)
       await h2.release()
@@ -176,7 +207,7 @@ describe('quorum mode', () => {
     const servers = await startServers(3)
     const silent = await TcpProxy.start({ host: '127.0.0.1', port: servers[2]!.port })
     const addresses = [servers[0]!.address, servers[1]!.address, silent.address]
-    await sleep(VOTING_AGE_MS)
+    await untilVoting(servers)
     // the silent member's requests time out after 3 s, longer than the 1 s TTL: waiting for it would spend the lease
     const options = { servers: addresses, quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, connectTimeoutMs: 3000, requestTimeoutMs: 3000, onWarning: () => {} }
     const a = new Locks(options)
@@ -219,7 +250,7 @@ describe('quorum mode', () => {
   test('quorum (3 servers) - a release a majority did not hear rejects (no false loss) and is tried again until heard', async () => {
     const servers = await startServers(3)
     const proxies = await Promise.all(servers.slice(1).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
-    await sleep(VOTING_AGE_MS)
+    await untilVoting(servers)
     const quick = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
     const a = new Locks({ servers: [servers[0]!.address, ...proxies.map((p) => p.address)], quorum: true, ...quick })
     a.on('renewal-error', () => {})
@@ -229,6 +260,7 @@ describe('quorum mode', () => {
       const k = uniqueKey('quorum-release-retry')
       await a.inspect(k)
       const h = await a.mutex(k).acquire({ ttlMs: 1000 })
+      await untilParts(h, 3)
       const before = await Promise.all(servers.slice(1).map(casHits))
       for (const p of proxies) p.blackHole(true) // 'drop': two of three never hear the release
       await assert.rejects(h.release(), 'the release could not be confirmed by a majority')
@@ -247,11 +279,96 @@ describe('quorum mode', () => {
     }
   })
 
+  test('quorum (3 servers) - a member that missed a release heard by the majority gets it later (its part does not wait for the TTL)', async () => {
+    const servers = await startServers(3)
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: servers[2]!.port })
+    await untilVoting(servers)
+    const options = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
+    const a = new Locks({ servers: [servers[0]!.address, servers[1]!.address, proxy.address], quorum: true, ...options })
+    a.on('renewal-error', () => {})
+    const lost: string[] = []
+    a.on('lost', (key: string) => lost.push(key))
+    try {
+      const k = uniqueKey('quorum-minority-release')
+      await a.inspect(k)
+      const h = await a.mutex(k).acquire({ ttlMs: 1000 })
+      await untilParts(h, 3)
+      assert.equal(await rawHas(servers[2]!, k), true, 'the proxied member granted it too')
+      const before = await casHits(servers[2]!)
+      proxy.blackHole(true) // 'drop': the proxied member does not hear the release
+      const memberDown = new Promise<void>((resolve) => {
+        a.on('server-state', (name: string, state: string) => name === proxy.address && state === 'down' && resolve())
+      })
+      assert.equal(await h.release(), true, 'released: a majority heard it')
+      assert.deepEqual(lost, [])
+      // its delete is lost: the request times out and the connection drops; then the link returns
+      await within(memberDown, 3_000, 'the member\'s delete timing out')
+      proxy.blackHole(false)
+      // the background retry's compare-and-expire reaches the member (expiry by TTL counts no CAS hit)
+      await eventually(async () => {
+        assert.equal(await casHits(servers[2]!), before + 1)
+        assert.equal(await rawHas(servers[2]!, k), false)
+      }, 5_000)
+
+      // a lease of two parts (a restarted member does not vote): one unreachable part is still no loss
+      await servers[0]!.restart()
+      await eventually(() => a.inspect(k), 5_000) // reconnected to the restarted member
+      const two = await a.mutex(k).acquire({ ttlMs: 1000 })
+      await untilParts(two, 2)
+      assert.equal(await rawHas(servers[0]!, k), false, 'the young member gave its grant back')
+      const before2 = await casHits(servers[2]!)
+      const memberDown2 = new Promise<void>((resolve) => {
+        a.on('server-state', (name: string, state: string) => name === proxy.address && state === 'down' && resolve())
+      })
+      proxy.blackHole(true)
+      assert.equal(await two.release(), true, 'released: the part that answered was ours, the other may be')
+      assert.deepEqual(lost, [], 'and nothing was reported lost')
+      await within(memberDown2, 3_000, 'the member\'s delete timing out')
+      proxy.blackHole(false)
+      await eventually(async () => assert.equal(await casHits(servers[2]!), before2 + 1), 5_000)
+    } finally {
+      await a.close()
+      await proxy.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
+  test('quorum (3 servers) - a member that never answered the grant counts as maybe holding it when a release is judged', async () => {
+    const servers = await startServers(3)
+    const proxies = await Promise.all(servers.slice(1).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
+    await untilVoting(servers)
+    const a = new Locks({ servers: [servers[0]!.address, ...proxies.map((p) => p.address)], quorum: true, maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} })
+    a.on('renewal-error', () => {})
+    const lost: string[] = []
+    a.on('lost', (key: string) => lost.push(key))
+    const [toA, toB] = proxies as [TcpProxy, TcpProxy]
+    try {
+      const k = uniqueKey('quorum-unknown-grant')
+      await a.inspect(k)
+      toB.blackHole(true) // B never answers the grant (it may or may not store it)
+      const bDown = new Promise<void>((resolve) => {
+        a.on('server-state', (name: string, state: string) => name === toB.address && state === 'down' && resolve())
+      })
+      const h = await a.mutex(k).acquire({ ttlMs: 1000 })
+      await within(bDown, 3_000, "B's grant timing out")
+      toA.blackHole(true) // and A does not hear the release
+      // our token may still be on A and B, a majority: not released, and not lost either
+      await assert.rejects(h.release(), (err: unknown) => (err as { code?: string }).code === 'ERR_REQUEST_TIMEOUT')
+      assert.deepEqual(lost, [])
+    } finally {
+      toA.blackHole(false)
+      toB.blackHole(false)
+      await a.close()
+      for (const p of proxies) await p.close()
+      for (const s of servers) await s.stop()
+    }
+  })
+
   test('quorum (3 servers) - inspect does not call a lock free when a member that may hold it does not answer', async () => {
     const servers = await startServers(3)
     const toSecond = await TcpProxy.start({ host: '127.0.0.1', port: servers[1]!.port })
     const toThird = await TcpProxy.start({ host: '127.0.0.1', port: servers[2]!.port })
-    await sleep(VOTING_AGE_MS)
+    await untilVoting(servers)
     const quick = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
     const holder = new Locks({ servers: [servers[0]!.address, toSecond.address, servers[2]!.address], quorum: true, ...quick })
     const viewer = new Locks({ servers: [servers[0]!.address, servers[1]!.address, toThird.address], quorum: true, ...quick })
@@ -282,7 +399,7 @@ describe('quorum mode', () => {
     const servers = await startServers(5)
     const proxies = await Promise.all(servers.slice(0, 3).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
     const addresses = [...proxies.map((p) => p.address), servers[3]!.address, servers[4]!.address]
-    await sleep(VOTING_AGE_MS)
+    await untilVoting(servers)
     const locks = new Locks({ servers: addresses, quorum: true, maxTtlMs: 1000, defaults: { ttlMs: 1000 }, onWarning: () => {} })
     locks.on('renewal-error', () => {})
     try {
@@ -418,7 +535,7 @@ describe('cluster safety under random kills and restarts', () => {
       const rand = (): number => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31)
       console.log(`cluster safety ${mode} seed=${seed} (replay with CLUSTER_SEED=${seed})`)
       const servers = await startServers(mode === 'quorum' ? 5 : 3)
-      if (mode === 'quorum') await sleep(VOTING_AGE_MS)
+      if (mode === 'quorum') await untilVoting(servers)
       const keys = Array.from({ length: 4 }, (_, i) => uniqueKey(`safe-${mode}-${i}`))
       const work = runWorkers(3, {
         CW_SERVERS: servers.map((s) => s.address).join(','),
