@@ -50,7 +50,8 @@ class QuorumLease implements Lease {
     readonly parts: ReadonlyMap<MemcachedStore, Lease>,
     /**
      * @internal Servers whose answer never came (the request failed): each may have stored the
-     * token all the same, so the lock may be ours there too until the item expires.
+     * token all the same, so the lock may be ours there too until the member's own background
+     * cleanup of the ambiguous grant (by token) or the item's expiry removes it.
      */
     readonly unknown: ReadonlySet<MemcachedStore>,
   ) {}
