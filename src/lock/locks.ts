@@ -54,6 +54,12 @@ export interface LocksOptions extends MemcachedStoreOptions {
 
 /** The shortest yield after a long hold (see `yieldAfterLongHold`). */
 const LONG_HOLD_YIELD_MS = 5
+/**
+ * After a long hold released while others waited, how long at most this process stands back while
+ * the waiting line still shows them (see `WaitQueue#standBack`): a remote waiter sleeps at most until
+ * its wait passes 100 ms, when push wake-ups begin.
+ */
+const LONG_HOLD_STAND_BACK_MS = 100
 /** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
 const CONTENDED_WINDOW_MS = 5000
 
@@ -99,6 +105,8 @@ export class Locks extends EventEmitter {
   readonly #creating = new Set<Promise<unknown>>()
   /** Timers of releases tried again in the background (see `#retryRelease`). */
   readonly #releaseRetries = new Set<NodeJS.Timeout>()
+  /** Keys whose next release ends a long hold (see `yieldAfterLongHold`). */
+  readonly #longHolds = new Set<string>()
 
   constructor(options: LocksOptions = {}) {
     super()
@@ -245,12 +253,16 @@ export class Locks extends EventEmitter {
   }
 
   /**
-   * @internal After a long hold of `key` (a serializer batch that used its turn): lets waiters
-   * elsewhere take it before this process tries again, for long enough that a waiter woken by a
-   * push or polling every millisecond gets there first.
+   * @internal After a long hold of `key` (a serializer batch that used its turn; call it before the
+   * release): lets waiters elsewhere take it before this process tries again, for long enough that
+   * a waiter woken by a push or polling every millisecond gets there first. The yield counts from
+   * when the release is heard (under load its round trip can outlast the yield), and when the
+   * release finds others waiting, this process stands back until they are served (bounded).
    */
   yieldAfterLongHold(key: string): void {
-    if (this.#handoffYieldMs > 0) this.#queue(key).yieldFor(Math.max(this.#handoffYieldMs, LONG_HOLD_YIELD_MS))
+    if (this.#handoffYieldMs === 0) return
+    this.#queue(key).yieldFor(Math.max(this.#handoffYieldMs, LONG_HOLD_YIELD_MS))
+    this.#longHolds.add(key)
   }
 
   /** @internal Waits up to `o.waitMs` in this process's queue for `key`. */
@@ -307,14 +319,23 @@ export class Locks extends EventEmitter {
 
   readonly #hooks: HandleHooks = {
     onReleasing: (h) => {
-      // a key contended here recently: ask the waiting line whether others wait (same write as the release)
-      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters || !this.recentlyContended(h.key)) return null
+      // a key contended here recently, or a long hold ending: ask the waiting line whether others
+      // wait (same write as the release)
+      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters) return null
+      if (!this.recentlyContended(h.key) && !this.#longHolds.has(h.key)) return null
       return this.store.hasWaiters(h.key)
     },
     onReleased: (h, deleted, contended) => {
+      const longHold = this.#longHolds.delete(h.key)
       // others were waiting for it: let them have it before this process tries again
       if (deleted && this.#handoffYieldMs > 0 && (contended || this.store.contendedSince?.(h.key, h.requestedAt))) {
         this.#queue(h.key).yieldFor(this.#handoffYieldMs)
+      }
+      if (deleted && longHold) {
+        // the long hold's yield again, from now; and while the line shows the waiters, the key is theirs
+        const q = this.#queue(h.key)
+        q.yieldFor(Math.max(this.#handoffYieldMs, LONG_HOLD_YIELD_MS))
+        if (contended) q.standBack(LONG_HOLD_STAND_BACK_MS)
       }
       this.#end(h)
       this.emit('released', h.key, h, deleted)
