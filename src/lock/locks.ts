@@ -54,12 +54,6 @@ export interface LocksOptions extends MemcachedStoreOptions {
 
 /** The shortest yield after a long hold (see `yieldAfterLongHold`). */
 const LONG_HOLD_YIELD_MS = 5
-/**
- * After a long hold released while others waited, how long at most this process stands back while
- * the waiting line still shows them (see `WaitQueue#standBack`): a remote waiter sleeps at most until
- * its wait passes 100 ms, when push wake-ups begin.
- */
-const LONG_HOLD_STAND_BACK_MS = 100
 /** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
 const CONTENDED_WINDOW_MS = 5000
 
@@ -256,8 +250,7 @@ export class Locks extends EventEmitter {
    * @internal After a long hold of `key` (a serializer batch that used its turn; call it before the
    * release): lets waiters elsewhere take it before this process tries again, for long enough that
    * a waiter woken by a push or polling every millisecond gets there first. The yield counts from
-   * when the release is heard (under load its round trip can outlast the yield), and when the
-   * release finds others waiting, this process stands back until they are served (bounded).
+   * when the release is heard (under load its round trip can outlast the yield).
    */
   yieldAfterLongHold(key: string): void {
     if (this.#handoffYieldMs === 0) return
@@ -331,12 +324,8 @@ export class Locks extends EventEmitter {
       if (deleted && this.#handoffYieldMs > 0 && (contended || this.store.contendedSince?.(h.key, h.requestedAt))) {
         this.#queue(h.key).yieldFor(this.#handoffYieldMs)
       }
-      if (deleted && longHold) {
-        // the long hold's yield again, from now; and while the line shows the waiters, the key is theirs
-        const q = this.#queue(h.key)
-        q.yieldFor(Math.max(this.#handoffYieldMs, LONG_HOLD_YIELD_MS))
-        if (contended) q.standBack(LONG_HOLD_STAND_BACK_MS)
-      }
+      // the long hold's yield again, from when the release was heard
+      if (deleted && longHold) this.#queue(h.key).yieldFor(Math.max(this.#handoffYieldMs, LONG_HOLD_YIELD_MS))
       this.#end(h)
       this.emit('released', h.key, h, deleted)
     },

@@ -54,8 +54,6 @@ export class WaitQueue {
   #localWake: AbortController | null = null
   /** Until then (store clock) this process lets remote waiters take the key first. */
   #yieldUntil = 0
-  /** Until then (store clock), past the yield, this process keeps standing back while the waiting line shows unserved waiters (see {@link standBack}). */
-  #standBackUntil = 0
   /** Last time (store clock) an attempt here found the key taken. */
   #lastContendedAt = -Infinity
   /** The waiting line's served counter as last seen, when it changed, and how fast it moves (ms per ticket; 0: unknown). */
@@ -71,8 +69,7 @@ export class WaitQueue {
   }
 
   get idle(): boolean {
-    const now = this.#store.clock.now()
-    return this.#waiters.length === 0 && this.#hooks.holders() === 0 && !this.#pumping && now >= this.#yieldUntil && now >= this.#standBackUntil
+    return this.#waiters.length === 0 && this.#hooks.holders() === 0 && !this.#pumping && this.#store.clock.now() >= this.#yieldUntil
   }
 
   /** Whether an attempt in this process found the key taken within the last `ms`. */
@@ -94,23 +91,6 @@ export class WaitQueue {
     const until = this.#store.clock.now() + ms
     if (until <= this.#yieldUntil) return
     this.#yieldUntil = until
-    this.#dropWhenIdleAfter(ms)
-  }
-
-  /**
-   * After a long hold released while others waited: once the yield is over, this process still
-   * makes no attempt while the store's waiting line shows unserved waiters, for up to `ms`
-   * (checked every millisecond, only while a waiter here wants the key). A remote waiter asleep
-   * in its backoff or behind a stale served counter gets its turn too, not only one polling at
-   * the moment of the release; the stand-back ends as soon as the line is served.
-   */
-  standBack(ms: number): void {
-    if (!this.#store.hasWaiters) return
-    this.#standBackUntil = Math.max(this.#standBackUntil, this.#store.clock.now() + ms)
-    this.#dropWhenIdleAfter(ms)
-  }
-
-  #dropWhenIdleAfter(ms: number): void {
     setTimeout(() => {
       if (this.idle) this.#onIdle()
     }, ms + 1).unref()
@@ -215,16 +195,6 @@ export class WaitQueue {
         if (yieldMs > 0) {
           await sleep(yieldMs, head.wake.signal)
           continue
-        }
-        if (this.#standBackUntil > this.#store.clock.now() && Number.isNaN(ticket)) {
-          // others were waiting when a long hold here ended: while the line still shows them, the key
-          // is theirs (a head already in the line has a place of its own: the line counts it too)
-          const waiting = await (this.#store.hasWaiters as (key: string) => Promise<boolean>)(this.#key).catch(() => false)
-          if (waiting && this.#standBackUntil > this.#store.clock.now()) {
-            await sleep(1, head.wake.signal)
-            continue
-          }
-          this.#standBackUntil = 0
         }
         // the first attempt from the queue also takes a ticket (same write): FIFO across processes
         const entering = !joined && this.#store.enterQueue ? this.#store.enterQueue(this.#key).catch(() => NaN) : null
