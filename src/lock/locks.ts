@@ -18,7 +18,7 @@ import type { CreateResult, Lease, LockInfo, LockStore } from '../store/lock-sto
 import type { MemcachedClient, ServerHealth } from '../client/client.js'
 import type { Connection, ConnectionState } from '../client/connection.js'
 import { MemcachedStore } from '../store/memcached-store.js'
-import { ITEM_LINGER_MS } from '../store/ttl.js'
+import { DeleteRetries } from '../store/delete-retries.js'
 import { QuorumStore } from '../store/quorum-store.js'
 import type { MemcachedStoreOptions } from '../store/store-options.js'
 import { defaultOwner } from '../store/owner.js'
@@ -57,10 +57,6 @@ const LONG_HOLD_YIELD_MS = 5
 /** An attempt that found a key taken within this window makes it "recently contended" (see `recentlyContended`). */
 const CONTENDED_WINDOW_MS = 5000
 
-/** A release the server did not hear is tried again after this long, doubling up to the max. */
-const RELEASE_RETRY_MIN_MS = 50
-const RELEASE_RETRY_MAX_MS = 1000
-
 /** Marks Locks instances across copies of the library (the ESM and CommonJS builds are two classes). */
 const LOCKS_BRAND = Symbol.for('memcached-lock.Locks')
 
@@ -97,8 +93,12 @@ export class Locks extends EventEmitter {
   #closed = false
   /** Attempts of `tryOnce` in flight (see `#create`). */
   readonly #creating = new Set<Promise<unknown>>()
-  /** Timers of releases tried again in the background (see `#retryRelease`). */
-  readonly #releaseRetries = new Set<NodeJS.Timeout>()
+  /**
+   * Releases the server did not hear (the caller got the error), tried again in the background.
+   * The store's delete is owner-checked (by CAS, or by token after a reconnect): a retry never
+   * removes a later holder's lock.
+   */
+  readonly #releaseRetries: DeleteRetries
   /** Keys whose next release ends a long hold (see `yieldAfterLongHold`). */
   readonly #longHolds = new Set<string>()
 
@@ -123,6 +123,7 @@ export class Locks extends EventEmitter {
     }
     const clock = this.store.clock
     this.#wheel = new TimerWheel(() => clock.now())
+    this.#releaseRetries = new DeleteRetries(clock)
     if (defaults !== undefined && !isOptionsObject(defaults)) {
       throw new InvalidArgumentError(`defaults must be an object of acquire options, got ${describe(defaults)}`)
     }
@@ -196,8 +197,7 @@ export class Locks extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const timer of this.#releaseRetries) clearTimeout(timer)
-    this.#releaseRetries.clear()
+    this.#releaseRetries.close()
     // waits end now with ClosedError (not "unavailable": nobody may run unlocked because of a close);
     // attempts already sent finish first, so a lock they took is handed back, not left behind
     const closed = new ClosedError('this Locks factory was closed')
@@ -312,10 +312,8 @@ export class Locks extends EventEmitter {
 
   readonly #hooks: HandleHooks = {
     onReleasing: (h) => {
-      // a key contended here recently, or a long hold ending: ask the waiting line whether others
-      // wait (same write as the release)
-      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters) return null
-      if (!this.recentlyContended(h.key) && !this.#longHolds.has(h.key)) return null
+      // a key contended here recently: ask the waiting line whether others wait (same write as the release)
+      if (this.#handoffYieldMs === 0 || !this.store.hasWaiters || !this.recentlyContended(h.key)) return null
       return this.store.hasWaiters(h.key)
     },
     onReleased: (h, deleted, contended) => {
@@ -336,30 +334,7 @@ export class Locks extends EventEmitter {
     onRenewalError: (h, error) => {
       this.emit('renewal-error', h.key, error)
     },
-    onReleaseFailed: (_, lease) => this.#retryRelease(lease, RELEASE_RETRY_MIN_MS),
-  }
-
-  /**
-   * A release the server did not hear: tried again with backoff until it is heard or the lease's
-   * item would have expired on the server (ITEM_LINGER_MS past its validity: memcached keeps it
-   * for whole seconds, plus 2), so that others need not wait out the TTL after a blip. The
-   * store's delete is owner-checked (by CAS, or by token after a reconnect): it never removes a
-   * later holder's lock. Stops when the factory closes; failures stay silent (the caller of
-   * `release` already had the error).
-   */
-  #retryRelease(lease: Lease, delayMs: number): void {
-    if (this.#closed || this.store.clock.now() + delayMs >= lease.validUntil + ITEM_LINGER_MS) return
-    const timer = setTimeout(() => {
-      this.#releaseRetries.delete(timer)
-      if (this.#closed) return
-      this.store.delete(lease).then(
-        () => {},
-        // a closed store does not come back; anything else may be a blip
-        (err: unknown) => err instanceof ClosedError || this.#retryRelease(lease, Math.min(delayMs * 2, RELEASE_RETRY_MAX_MS)),
-      )
-    }, delayMs)
-    timer.unref()
-    this.#releaseRetries.add(timer)
+    onReleaseFailed: (_, lease) => this.#releaseRetries.start(lease, () => this.store.delete(lease)),
   }
 
   #end(h: LockHandle): void {

@@ -15,7 +15,7 @@
  */
 import type { Connection } from '../client/connection.js'
 import type { ServerHealth } from '../client/client.js'
-import { ClosedError, InvalidArgumentError, LockUnavailableError } from '../errors.js'
+import { InvalidArgumentError, LockUnavailableError } from '../errors.js'
 import {
   monotonicClock,
   type Clock,
@@ -30,14 +30,12 @@ import {
 import { MemcachedStore } from './memcached-store.js'
 import { newToken } from './owner.js'
 import { resolveServers, type MemcachedStoreOptions } from './store-options.js'
-import { checkTtlMs, ITEM_LINGER_MS, serverTtlSeconds } from './ttl.js'
+import { checkTtlMs, serverTtlSeconds } from './ttl.js'
+import { DeleteRetries } from './delete-retries.js'
 import { formatAddress } from '../client/server-address.js'
 
 /** memcached's uptime starts near 2 s and ticks once a second. */
 const RESTART_SLACK_MS = 3000
-/** Backoff of the background deletes of parts a member did not confirm (see `#deletePart`). */
-const PART_RETRY_MIN_MS = 50
-const PART_RETRY_MAX_MS = 1000
 
 class QuorumLease implements Lease {
   constructor(
@@ -72,9 +70,8 @@ export class QuorumStore implements LockStore {
   readonly #readyAt = new Map<Connection, number>()
   /** Lease watches by key and token: an extension re-watches the servers that extended it. */
   readonly #watches = new Map<string, LeaseWatch>()
-  /** Timers of part deletes tried again in the background (see `#deletePart`). */
-  readonly #partRetries = new Set<NodeJS.Timeout>()
-  #closed = false
+  /** Part deletes a member did not hear, tried again in the background (see `#deletePart`). */
+  readonly #partRetries: DeleteRetries
 
   constructor(options: QuorumStoreOptions = {}) {
     const servers = resolveServers(options.servers)
@@ -82,6 +79,7 @@ export class QuorumStore implements LockStore {
       throw new InvalidArgumentError(`quorum mode needs at least 3 independent servers (5 survive 2 failures), got ${servers.length}`)
     }
     this.clock = options.clock ?? monotonicClock
+    this.#partRetries = new DeleteRetries(this.clock)
     this.#maxTtlMs = options.maxTtlMs === undefined ? 60_000 : checkTtlMs(options.maxTtlMs, 'maxTtlMs')
     this.members = servers.map((address) => {
       const m = new MemcachedStore({ ...options, servers: [address], clock: this.clock })
@@ -339,9 +337,7 @@ export class QuorumStore implements LockStore {
   }
 
   async close(): Promise<void> {
-    this.#closed = true
-    for (const timer of this.#partRetries) clearTimeout(timer)
-    this.#partRetries.clear()
+    this.#partRetries.close()
     await Promise.all(this.members.map((m) => m.close()))
   }
 
@@ -394,28 +390,15 @@ export class QuorumStore implements LockStore {
   }
 
   /**
-   * Deletes one member's part of a lease (owner-checked). When the member does not answer, the
-   * delete is tried again in the background (50 ms, doubling up to 1 s) until it is heard or the
-   * part's item would have expired on the server (ITEM_LINGER_MS past its validity): a part left on a member is a vote nobody else can get, and
-   * until it expires, the failure of one more member would leave the key without a majority.
-   * Stops when the store closes. The returned promise is the first attempt's.
+   * Deletes one member's part of a lease (owner-checked); when the member does not answer, the
+   * delete is tried again in the background (see DeleteRetries): a part left on a member is a vote
+   * nobody else can get, and until it expires, the failure of one more member would leave the key
+   * without a majority. The returned promise is the first attempt's.
    */
   #deletePart(m: MemcachedStore, part: Lease): Promise<boolean> {
     const attempt = m.delete(part)
-    attempt.catch((err: unknown) => this.#retryPart(m, part, PART_RETRY_MIN_MS, err))
+    attempt.catch((err: unknown) => this.#partRetries.start(part, () => m.delete(part), err))
     return attempt
-  }
-
-  #retryPart(m: MemcachedStore, part: Lease, delayMs: number, err: unknown): void {
-    // a closed member does not come back
-    if (this.#closed || err instanceof ClosedError || this.clock.now() + delayMs >= part.validUntil + ITEM_LINGER_MS) return
-    const timer = setTimeout(() => {
-      this.#partRetries.delete(timer)
-      if (this.#closed) return
-      m.delete(part).catch((e: unknown) => this.#retryPart(m, part, Math.min(delayMs * 2, PART_RETRY_MAX_MS), e))
-    }, delayMs)
-    timer.unref()
-    this.#partRetries.add(timer)
   }
 
   #own(lease: Lease): QuorumLease {

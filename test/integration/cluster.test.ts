@@ -14,12 +14,6 @@ async function startServers(n: number): Promise<MemcachedServer[]> {
 const VOTING_AGE_MS = 4300
 
 /**
- * Waits until every server reports an uptime of at least 6 s, so each votes on a 1000 ms TTL
- * (server TTL 3 s + 3 s). memcached's uptime ticks in whole seconds, a little late: a fixed
- * sleep of VOTING_AGE_MS sometimes left one server at 5, out of the vote (a lease of two parts
- * where the test meant three).
- */
-/**
  * Waits until a quorum lease has `n` parts. A lease is granted once a majority answered; a
  * proxied member's grant may come a few ms later and join it, and a test that cuts that member
  * off first would see a lease of fewer parts than it meant (the grant then never reaches us).
@@ -29,6 +23,12 @@ async function untilParts(h: LockHandle, n: number): Promise<void> {
   await eventually(async () => assert.equal((h.lease as unknown as { parts: ReadonlyMap<unknown, unknown> }).parts.size, n), 2_000, 5)
 }
 
+/**
+ * Waits until every server reports an uptime of at least 6 s, so each votes on a 1000 ms TTL
+ * (server TTL 3 s + 3 s). memcached's uptime ticks in whole seconds, a little late: a fixed
+ * sleep of VOTING_AGE_MS sometimes left one server at 5, out of the vote (a lease of two parts
+ * where the test meant three).
+ */
 async function untilVoting(servers: readonly MemcachedServer[]): Promise<void> {
   await sleep(VOTING_AGE_MS)
   await eventually(async () => {
@@ -42,6 +42,48 @@ async function untilVoting(servers: readonly MemcachedServer[]): Promise<void> {
       }
     }
   }, 5_000, 100)
+}
+
+/**
+ * Three voting servers, those at the indexes `proxied` reached through a TcpProxy (in that
+ * order), and a quorum factory on them with 300 ms timeouts that records the keys it reports
+ * lost. `stop()` closes all of it.
+ */
+async function proxiedQuorum(proxied: readonly number[]): Promise<{
+  servers: MemcachedServer[]
+  proxies: TcpProxy[]
+  a: Locks
+  lost: string[]
+  stop: () => Promise<void>
+}> {
+  const servers = await startServers(3)
+  const proxies = await Promise.all(proxied.map((i) => TcpProxy.start({ host: '127.0.0.1', port: servers[i]!.port })))
+  await untilVoting(servers)
+  const addresses = servers.map((s, i) => (proxied.includes(i) ? proxies[proxied.indexOf(i)]!.address : s.address))
+  const a = new Locks({ servers: addresses, quorum: true, maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} })
+  a.on('renewal-error', () => {})
+  const lost: string[] = []
+  a.on('lost', (key: string) => lost.push(key))
+  const stop = async (): Promise<void> => {
+    for (const p of proxies) p.blackHole(false)
+    await a.close()
+    for (const p of proxies) await p.close()
+    for (const s of servers) await s.stop()
+  }
+  return { servers, proxies, a, lost, stop }
+}
+
+/** The next time `locks` reports the server at `address` down (a request to it timed out and its connection dropped). */
+function nextDown(locks: Locks, address: string, what: string): Promise<void> {
+  const down = new Promise<void>((resolve) => {
+    const onState = (name: string, state: string): void => {
+      if (name !== address || state !== 'down') return
+      locks.off('server-state', onState)
+      resolve()
+    }
+    locks.on('server-state', onState)
+  })
+  return within(down, 3_000, what)
 }
 
 describe('sharded mode (3 servers)', () => {
@@ -248,14 +290,7 @@ describe('quorum mode', () => {
   })
 
   test('quorum (3 servers) - a release a majority did not hear rejects (no false loss) and is tried again until heard', async () => {
-    const servers = await startServers(3)
-    const proxies = await Promise.all(servers.slice(1).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
-    await untilVoting(servers)
-    const quick = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
-    const a = new Locks({ servers: [servers[0]!.address, ...proxies.map((p) => p.address)], quorum: true, ...quick })
-    a.on('renewal-error', () => {})
-    const lost: string[] = []
-    a.on('lost', (key: string) => lost.push(key))
+    const { servers, proxies, a, lost, stop } = await proxiedQuorum([1, 2])
     try {
       const k = uniqueKey('quorum-release-retry')
       await a.inspect(k)
@@ -273,21 +308,13 @@ describe('quorum mode', () => {
       }, 5_000)
       for (const server of servers) assert.equal(await rawHas(server, k), false)
     } finally {
-      await a.close()
-      for (const p of proxies) await p.close()
-      for (const s of servers) await s.stop()
+      await stop()
     }
   })
 
   test('quorum (3 servers) - a member that missed a release heard by the majority gets it later (its part does not wait for the TTL)', async () => {
-    const servers = await startServers(3)
-    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: servers[2]!.port })
-    await untilVoting(servers)
-    const options = { maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} }
-    const a = new Locks({ servers: [servers[0]!.address, servers[1]!.address, proxy.address], quorum: true, ...options })
-    a.on('renewal-error', () => {})
-    const lost: string[] = []
-    a.on('lost', (key: string) => lost.push(key))
+    const { servers, proxies, a, lost, stop } = await proxiedQuorum([2])
+    const proxy = proxies[0]!
     try {
       const k = uniqueKey('quorum-minority-release')
       await a.inspect(k)
@@ -296,13 +323,11 @@ describe('quorum mode', () => {
       assert.equal(await rawHas(servers[2]!, k), true, 'the proxied member granted it too')
       const before = await casHits(servers[2]!)
       proxy.blackHole(true) // 'drop': the proxied member does not hear the release
-      const memberDown = new Promise<void>((resolve) => {
-        a.on('server-state', (name: string, state: string) => name === proxy.address && state === 'down' && resolve())
-      })
+      const memberDown = nextDown(a, proxy.address, "the member's delete timing out")
       assert.equal(await h.release(), true, 'released: a majority heard it')
       assert.deepEqual(lost, [])
       // its delete is lost: the request times out and the connection drops; then the link returns
-      await within(memberDown, 3_000, 'the member\'s delete timing out')
+      await memberDown
       proxy.blackHole(false)
       // the background retry's compare-and-expire reaches the member (expiry by TTL counts no CAS hit)
       await eventually(async () => {
@@ -317,50 +342,34 @@ describe('quorum mode', () => {
       await untilParts(two, 2)
       assert.equal(await rawHas(servers[0]!, k), false, 'the young member gave its grant back')
       const before2 = await casHits(servers[2]!)
-      const memberDown2 = new Promise<void>((resolve) => {
-        a.on('server-state', (name: string, state: string) => name === proxy.address && state === 'down' && resolve())
-      })
       proxy.blackHole(true)
+      const memberDown2 = nextDown(a, proxy.address, "the member's delete timing out")
       assert.equal(await two.release(), true, 'released: the part that answered was ours, the other may be')
       assert.deepEqual(lost, [], 'and nothing was reported lost')
-      await within(memberDown2, 3_000, 'the member\'s delete timing out')
+      await memberDown2
       proxy.blackHole(false)
       await eventually(async () => assert.equal(await casHits(servers[2]!), before2 + 1), 5_000)
     } finally {
-      await a.close()
-      await proxy.close()
-      for (const s of servers) await s.stop()
+      await stop()
     }
   })
 
   test('quorum (3 servers) - a member that never answered the grant counts as maybe holding it when a release is judged', async () => {
-    const servers = await startServers(3)
-    const proxies = await Promise.all(servers.slice(1).map((s) => TcpProxy.start({ host: '127.0.0.1', port: s.port })))
-    await untilVoting(servers)
-    const a = new Locks({ servers: [servers[0]!.address, ...proxies.map((p) => p.address)], quorum: true, maxTtlMs: 1000, connectTimeoutMs: 300, requestTimeoutMs: 300, onWarning: () => {} })
-    a.on('renewal-error', () => {})
-    const lost: string[] = []
-    a.on('lost', (key: string) => lost.push(key))
+    const { proxies, a, lost, stop } = await proxiedQuorum([1, 2])
     const [toA, toB] = proxies as [TcpProxy, TcpProxy]
     try {
       const k = uniqueKey('quorum-unknown-grant')
       await a.inspect(k)
       toB.blackHole(true) // B never answers the grant (it may or may not store it)
-      const bDown = new Promise<void>((resolve) => {
-        a.on('server-state', (name: string, state: string) => name === toB.address && state === 'down' && resolve())
-      })
+      const bDown = nextDown(a, toB.address, "B's grant timing out")
       const h = await a.mutex(k).acquire({ ttlMs: 1000 })
-      await within(bDown, 3_000, "B's grant timing out")
+      await bDown
       toA.blackHole(true) // and A does not hear the release
       // our token may still be on A and B, a majority: not released, and not lost either
       await assert.rejects(h.release(), (err: unknown) => (err as { code?: string }).code === 'ERR_REQUEST_TIMEOUT')
       assert.deepEqual(lost, [])
     } finally {
-      toA.blackHole(false)
-      toB.blackHole(false)
-      await a.close()
-      for (const p of proxies) await p.close()
-      for (const s of servers) await s.stop()
+      await stop()
     }
   })
 
