@@ -16,7 +16,8 @@
 //               writes k new requests (one write); client = 64 loops of `await conn.metaGet()`
 // With --model, two more rows for reference: the raw loop itself (one write after all 64 requests
 // are made), made to do part of what a client must do (no other change). A client that writes
-// while it still makes requests can beat them (this one does since session 5):
+// while it still makes requests can beat them (sessions 5-7 did, with slices of 20; since session
+// 8 this client writes once per turn, as these rows do, and spends its time on fewer writes):
 //   model-promises  one promise per request, resolved as its reply is counted, awaited with
 //                   Promise.all: the promise plumbing of the client row, and nothing else
 //   model-costs     15 µs busy-waited before each write (building 64 requests, ~0.23 µs each)

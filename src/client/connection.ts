@@ -1,6 +1,6 @@
 /**
  * One server, one socket, many requests in flight. Requests are written in order (the requests
- * made in one turn of the event loop share socket writes: see #write) and replies are matched
+ * made in one turn of the event loop share one socket write: see #write) and replies are matched
  * to them in order, with the `O` opaque token checked on every meta reply. The connection
  * reconnects by itself with capped, jittered backoff and reads the server's identity (`stats`:
  * pid and boot epoch) every time it connects, so upper layers can tell a restart from a blip.
@@ -87,14 +87,6 @@ interface Queued {
 }
 
 /**
- * Most requests per socket write in a burst (see #write). memcached works through at most
- * `reqs_per_event` requests (`-R`, default 20) per read of a connection, then yields and leaves
- * the rest for a later round of its event loop; a slice within that budget is answered in one
- * go. The slice follows the server's setting (read at connect), up to this many.
- */
-const MAX_SLICE = 20
-
-/**
  * `O` tokens cycle through 1..OPAQUE_CYCLE-1, made into strings once (a number-to-string
  * conversion per request was a measurable part of a request's cost). Replies are matched in
  * order and each is checked against its own token, so a reply stream out of step by fewer than
@@ -139,10 +131,6 @@ export class Connection extends EventEmitter {
   #waiting: Queued[] = []
   #outbox: string[] = []
   #flushScheduled = false
-  /** This turn's requests started on an idle connection (see #write). */
-  #burst = false
-  /** Requests per write in a burst: the server's `reqs_per_event`, at most MAX_SLICE. */
-  #slice = MAX_SLICE
   #timer: NodeJS.Timeout | null = null
   #reconnectTimer: NodeJS.Timeout | null = null
   #attempt = 0
@@ -301,26 +289,20 @@ export class Connection extends EventEmitter {
     })
   }
 
+  /**
+   * Queues a request for this turn's write. Every request made in one turn of the event loop goes
+   * out in one socket write on `process.nextTick`, after the turn's promise continuations have
+   * run: a lone request waits no longer than that, and a burst costs one system call, not one per
+   * request or per slice. On the 2-vCPU VMs this was measured on, a write costs 5-14 µs of this
+   * thread's time (more than making 64 requests) while memcached answers a pipelined batch at
+   * about 1 µs a request, so fewer writes beat writing early (docs/PERFORMANCE.md, session 8).
+   */
   #write(text: string, pending: Pending): void {
-    const idle = this.#inflightHead === this.#inflight.length
     this.#inflight.push(pending)
+    this.#outbox.push(text)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       process.nextTick(this.#flush)
-      this.#burst = idle
-    }
-    if (idle) {
-      // a request on an idle connection goes out at once (lowest latency); otherwise the turn's
-      // requests are batched into one write after every promise continuation has run (replies
-      // that are still coming will wake us anyway, so waiting for the end of the turn costs nothing)
-      this.#send(text, 1)
-    } else if (this.#outbox.push(text) >= this.#slice && this.#burst) {
-      // a long burst on an idle connection goes out in slices, so the server works on the first
-      // requests while the rest are still being made (the two overlap on separate cores), each
-      // slice within the server's per-read budget (MAX_SLICE); when requests are already in
-      // flight the server is busy anyway and one write per turn is cheaper
-      this.#flush()
-      this.#flushScheduled = true
     }
   }
 
@@ -473,7 +455,6 @@ export class Connection extends EventEmitter {
       const identity = readIdentity(stats, settings, this.name)
       const previous = this.#identity
       this.#identity = identity
-      this.#slice = sliceFor(settings)
       this.#generation++
       this.#attempt = 0
       this.#lastError = null
@@ -648,12 +629,6 @@ export class Connection extends EventEmitter {
     this.#state = state
     this.emit('state', state)
   }
-}
-
-/** Requests per write in a burst for a server with these settings (see MAX_SLICE). */
-function sliceFor(settings: Record<string, string>): number {
-  const perEvent = Number(settings.reqs_per_event)
-  return Number.isInteger(perEvent) && perEvent >= 1 ? Math.min(perEvent, MAX_SLICE) : MAX_SLICE
 }
 
 function readIdentity(stats: Record<string, string>, settings: Record<string, string>, name: string): ServerIdentity {

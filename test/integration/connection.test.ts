@@ -459,10 +459,10 @@ describe('Connection - real memcached round trips', () => {
 })
 
 // ---------------------------------------------------------------------------
-// real server: a burst is written in slices within the server's per-read budget (-R)
+// real server: the requests of one turn share one socket write
 // ---------------------------------------------------------------------------
 
-describe('Connection - write slices follow the server\'s reqs_per_event', () => {
+describe('Connection - one socket write per turn', () => {
   /** Requests per socket write while `fn` runs (every socket of this process is watched). */
   async function writesDuring(fn: () => Promise<unknown>): Promise<number[]> {
     const counts: number[] = []
@@ -480,29 +480,52 @@ describe('Connection - write slices follow the server\'s reqs_per_event', () => 
     return counts
   }
 
-  for (const [label, args, slice] of [
-    ['a default server (-R 20)', [], 20],
-    ['a server started with -R 5', ['-R', '5'], 5],
+  for (const [label, args] of [
+    ['a default server (-R 20)', []],
+    ['a server started with -R 5 (it answers 5 requests per read, then yields)', ['-R', '5']],
   ] as const) {
-    test(`connection - 64 concurrent requests to ${label} go out as 1, then slices of at most ${slice}`, async () => {
+    test(`connection - 64 concurrent requests to ${label} go out in one write and are all answered in order`, async () => {
       const server = await MemcachedServer.start({ args: [...args] })
       const conn = connect(server)
       try {
         await conn.connect()
-        assert.equal(conn.identity?.settings.reqs_per_event, String(slice))
-        const key = uniqueKey('slices')
-        await conn.metaSet(key, 'v', ['T30'])
-        const counts = await writesDuring(() => Promise.all(Array.from({ length: 64 }, () => conn.metaGet(key, ['v']))))
-        assert.equal(counts.reduce((a, b) => a + b, 0), 64, `requests per write: ${counts.join(', ')}`)
-        assert.equal(counts[0], 1, 'the first request goes out at once')
-        assert.ok(counts.every((n) => n <= slice), `requests per write: ${counts.join(', ')}`)
-        assert.equal(counts.length, 1 + Math.ceil(63 / slice), `requests per write: ${counts.join(', ')}`)
+        const keys = Array.from({ length: 64 }, (_, i) => uniqueKey(`turn-${i}`))
+        await Promise.all(keys.map((k, i) => conn.metaSet(k, `v${i}`, ['T30'])))
+        const replies: MetaReply[] = []
+        const counts = await writesDuring(async () => replies.push(...(await Promise.all(keys.map((k) => conn.metaGet(k, ['v']))))))
+        assert.deepEqual(counts, [64], `requests per write: ${counts.join(', ')}`)
+        assert.deepEqual(
+          replies.map((r) => r.value?.toString()),
+          keys.map((_, i) => `v${i}`),
+        )
       } finally {
         await conn.close()
         await server.stop()
       }
     })
   }
+
+  test('connection - a lone request is one write; requests made in one turn share one write', async () => {
+    const server = await MemcachedServer.start()
+    const conn = connect(server)
+    try {
+      await conn.connect()
+      const key = uniqueKey('turn')
+      await conn.metaSet(key, 'v', ['T30'])
+      assert.deepEqual(await writesDuring(() => conn.metaGet(key, ['v'])), [1])
+      const replies: MetaReply[] = []
+      const counts = await writesDuring(async () => {
+        const first = conn.metaGet(key, ['v'])
+        await Promise.resolve() // a promise continuation of the same turn
+        replies.push(...(await Promise.all([first, conn.metaGet(key, ['v']), conn.metaNoop()])))
+      })
+      assert.deepEqual(counts, [3], `requests per write: ${counts.join(', ')}`)
+      assert.deepEqual(replies.map((r) => r.status), ['VA', 'VA', 'MN'])
+    } finally {
+      await conn.close()
+      await server.stop()
+    }
+  })
 })
 
 // ---------------------------------------------------------------------------
