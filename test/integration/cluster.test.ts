@@ -129,11 +129,13 @@ describe('sharded mode (3 servers)', () => {
         }
       }
       const health = locks.health()
-      assert.equal(health.find((s) => s.server === victim.address)?.state, 'down')
+      // down, or trying again in the background (a reconnect attempt to a dead port is 'connecting'
+      // until the refusal is read: under load, health() can run in between)
+      assert.match(String(health.find((s) => s.server === victim.address)?.state), /^(down|connecting)$/)
       assert.equal(health.filter((s) => s.state === 'ready').length, 2)
-      await victim.restart()
     } finally {
       await locks.close()
+      await servers[1]?.restart() // also after a failure: the next tests use every server
     }
   })
 
@@ -157,9 +159,9 @@ describe('sharded mode (3 servers)', () => {
         store.markServed(k, 1)
         assert.equal(typeof (await store.hasWaiters(k)), 'boolean', `${k}: waiters probe on its own server`)
       }
-      await victim.restart()
     } finally {
       await locks.close()
+      await servers[2]?.restart()
     }
   })
 
