@@ -143,7 +143,6 @@ export class Connection extends EventEmitter {
   /** Requests made while connecting: written once the handshake is done. */
   #waiting: Queued[] = []
   #outbox: string[] = []
-  #flushScheduled = false
   #timer: NodeJS.Timeout | null = null
   #reconnectTimer: NodeJS.Timeout | null = null
   #attempt = 0
@@ -312,32 +311,25 @@ export class Connection extends EventEmitter {
    */
   #write(text: string, pending: Pending): void {
     this.#inflight.push(pending)
-    this.#outbox.push(text)
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true
-      process.nextTick(this.#flush)
-    }
+    // the turn's first request schedules the write (a flush left pending after #failInflight
+    // emptied the outbox writes these requests instead, and the later one finds nothing)
+    if (this.#outbox.push(text) === 1) process.nextTick(this.#flush)
   }
 
+  /**
+   * Writes the turn's requests (the newest in flight) and starts their reply clocks (one clock
+   * read per write, not one per request).
+   */
   readonly #flush = (): void => {
-    this.#flushScheduled = false
     const n = this.#outbox.length
     if (n === 0) return
     const text = n === 1 ? (this.#outbox[0] as string) : this.#outbox.join('')
     this.#outbox = []
-    this.#send(text, n)
-  }
-
-  /**
-   * Writes `text`, which holds the newest `count` requests in flight, and starts their reply
-   * clocks (one clock read per write, not one per request).
-   */
-  #send(text: string, count: number): void {
     const sock = this.#socket
     if (sock && !sock.destroyed) sock.write(text)
     const now = performance.now()
     const inflight = this.#inflight
-    for (let i = inflight.length - count; i < inflight.length; i++) {
+    for (let i = inflight.length - n; i < inflight.length; i++) {
       const p = inflight[i] as Pending
       p.deadline = now + p.timeoutMs
     }

@@ -96,6 +96,7 @@ describe('sharded mode (3 servers)', () => {
   })
 
   test('sharded - killing one server fails only the keys it owned; no key moves to another server', async () => {
+    const victim = servers[1] as MemcachedServer
     const locks = new Locks({ servers: servers.map((s) => s.address), connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
     locks.on('renewal-error', () => {})
     try {
@@ -108,7 +109,6 @@ describe('sharded mode (3 servers)', () => {
       }
       const byServer = new Set(owner.values())
       assert.equal(byServer.size, 3, 'keys are spread over every server')
-      const victim = servers[1] as MemcachedServer
       const lostKeys = new Set<string>()
       locks.on('lost', (k: string) => lostKeys.add(k))
       await victim.kill()
@@ -135,11 +135,12 @@ describe('sharded mode (3 servers)', () => {
       assert.equal(health.filter((s) => s.state === 'ready').length, 2)
     } finally {
       await locks.close()
-      await servers[1]?.restart() // also after a failure: the next tests use every server
+      await victim.restart() // also after a failure: the next tests use every server
     }
   })
 
   test('sharded - a lock and its waiting line live on one server: a dead server does not slow the others', async () => {
+    const victim = servers[2] as MemcachedServer
     const locks = new Locks({ servers: servers.map((s) => s.address), connectTimeoutMs: 300, requestTimeoutMs: 500, onWarning: () => {} })
     const store = locks.store as MemcachedStore
     try {
@@ -150,7 +151,6 @@ describe('sharded mode (3 servers)', () => {
         owner.set(k, (await locks.inspect(k))!.server)
         await h.release()
       }
-      const victim = servers[2] as MemcachedServer
       await victim.kill()
       await sleep(100)
       for (const k of keys.filter((key) => owner.get(key) !== victim.address)) {
@@ -161,7 +161,7 @@ describe('sharded mode (3 servers)', () => {
       }
     } finally {
       await locks.close()
-      await servers[2]?.restart()
+      await victim.restart()
     }
   })
 
