@@ -16,10 +16,13 @@
 //               writes k new requests (one write); client = 64 loops of `await conn.metaGet()`
 // With --model, two more rows for reference: the raw loop itself (one write after all 64 requests
 // are made), made to do part of what a client must do (no other change). A client that writes
-// while it still makes requests can beat them (sessions 5-7 did, with slices of 20; since session
-// 8 this client writes once per turn, as these rows do, and spends its time on fewer writes):
+// while it still makes requests can beat them: this one writes the first 32 requests of a burst
+// at once and the rest at the end of the turn, so memcached works while the rest are made
+// (sessions 5-7 wrote slices of 20, session 8 one write per turn; docs/PERFORMANCE.md):
 //   model-promises  one promise per request, resolved as its reply is counted, awaited with
 //                   Promise.all: the promise plumbing of the client row, and nothing else
+//                   (with --model the output also gives the client's ratio over this row's:
+//                   what the client costs beyond the promises its API hands out)
 //   model-costs     15 µs busy-waited before each write (building 64 requests, ~0.23 µs each)
 //                   and 0.2 µs per reply after each data event (decoding): the costs this client
 //                   had before session 5 (docs/PERFORMANCE.md), kept as a reference point
@@ -471,9 +474,14 @@ async function main() {
       }
     })
 
+    // with --model: the client's ratio over the ratio of the raw loop that does nothing but keep a
+    // promise per request (both as in the table): what the client costs beyond the promises its
+    // API must hand out
+    const ratioOf = (name) => results.find((r) => r.scenario === name).ratio
+    const vsModel = opts.model ? Number((ratioOf('batch64') / ratioOf('modelPromises')).toFixed(3)) : undefined
     const meta = { memcached: server.version, node: process.version, rounds: ROUNDS, batch: BATCH, requests: opts.requests }
     if (opts.json) {
-      console.log(JSON.stringify({ ...meta, results }, null, 2))
+      console.log(JSON.stringify({ ...meta, results, ...(vsModel !== undefined && { clientVsPromiseModel: vsModel }) }, null, 2))
     } else {
       console.log(`${server.version}, node ${process.version}, ${ROUNDS} interleaved rounds, medians; ratio = client/raw ops/s`)
       const rows = [
@@ -496,6 +504,9 @@ async function main() {
       ]
       const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)))
       for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
+      if (vsModel !== undefined) {
+        console.log(`64 concurrent, client ratio / ratio of the raw loop with a promise per request: ${vsModel.toFixed(2)}`)
+      }
     }
   } finally {
     await s.close()
