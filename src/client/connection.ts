@@ -314,9 +314,10 @@ export class Connection extends EventEmitter {
   /**
    * Queues a request for writing. The requests made in one turn of the event loop go out together
    * on `process.nextTick`, after the turn's promise continuations have run, so a lone request
-   * waits no longer than that and a small burst costs one system call. A burst that reaches
-   * WRITE_SLICE requests is written at once, while the turn goes on: memcached starts on those
-   * while this thread makes the rest, which then go out together. The first request after a write
+   * waits no longer than that and a small burst costs one system call. Whenever WRITE_SLICE
+   * requests are queued they are written at once, while the turn goes on: memcached starts on
+   * them while this thread makes the rest, and what is left at the end of the turn goes out then
+   * (64 requests: two writes of 32; 100: 32, 32, 32 and 4). The first request after a write
    * schedules the next one (a flush that finds nothing to write returns: after a slice, or after
    * #failInflight emptied the outbox).
    */
