@@ -20,9 +20,9 @@
 // at once and the rest at the end of the turn, so memcached works while the rest are made
 // (sessions 5-7 wrote slices of 20, session 8 one write per turn; docs/PERFORMANCE.md):
 //   model-promises  one promise per request, resolved as its reply is counted, awaited with
-//                   Promise.all: the promise plumbing of the client row, and nothing else
-//                   (with --model the output also gives the client's ratio over this row's:
-//                   what the client costs beyond the promises its API hands out)
+//                   Promise.all: the promise plumbing of the client row, and nothing else (the
+//                   output also gives the client's ratio over this row's: what the client costs
+//                   beyond the promises its API hands out)
 //   model-costs     15 µs busy-waited before each write (building 64 requests, ~0.23 µs each)
 //                   and 0.2 µs per reply after each data event (decoding): the costs this client
 //                   had before session 5 (docs/PERFORMANCE.md), kept as a reference point

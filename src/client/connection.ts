@@ -1,6 +1,6 @@
 /**
  * One server, one socket, many requests in flight. Requests are written in order (the requests
- * made in one turn of the event loop share one socket write: see #write) and replies are matched
+ * made in one turn of the event loop share socket writes, 32 at most: see #write) and replies are matched
  * to them in order, with the `O` opaque token checked on every meta reply. The connection
  * reconnects by itself with capped, jittered backoff and reads the server's identity (`stats`:
  * pid and boot epoch) every time it connects, so upper layers can tell a restart from a blip.
