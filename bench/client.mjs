@@ -2,11 +2,11 @@
 // Client overhead against a bare socket: how much does `Connection` (queue, opaque checks,
 // timeouts, batching) cost over the cheapest possible meta-protocol loop?
 //
-//   npm run build && node bench/client.mjs [--requests N] [--json]
+//   npm run build && node bench/client.mjs [--requests N] [--rounds N] [--model] [--json]
 //
 // Starts its own memcached (from PATH, or $MEMCACHED_BIN) on a free loopback port and stops it
 // by PID at the end, also on errors and signals. Three measurements, each interleaved over 9
-// rounds (raw then client, client then raw, ...), on fresh connections for both sides in every
+// rounds (--rounds: more rounds give steadier medians) (raw then client, client then raw, ...), on fresh connections for both sides in every
 // round (memcached gives each connection one of its worker threads, and where the kernel runs
 // that thread moves the round trip a lot on a small VM), medians reported:
 //   sequential  one `mg <k> v c t` at a time: a raw net.Socket loop vs `await conn.metaGet()`
@@ -32,7 +32,7 @@ import net from 'node:net'
 import path from 'node:path'
 import { Connection, encodeKey } from '../dist/esm/index.js'
 
-const ROUNDS = 9
+const DEFAULT_ROUNDS = 9
 const BATCH = 64
 const HOST = '127.0.0.1'
 
@@ -41,8 +41,9 @@ const HOST = '127.0.0.1'
 // ---------------------------------------------------------------------------
 
 function usage(error) {
-  const text = `usage: node bench/client.mjs [--requests N] [--model] [--json]
+  const text = `usage: node bench/client.mjs [--requests N] [--rounds N] [--model] [--json]
   --requests N  requests per measurement and round (default 20000; batch64 rounds up to a multiple of 64)
+  --rounds N    interleaved rounds, an odd number from 3 to 99 (default ${DEFAULT_ROUNDS}); medians over them
   --model       also run the raw batch loop with a client's modelled costs (see the file's header)
   --json        print one JSON document on stdout instead of the table`
   if (error) {
@@ -54,7 +55,7 @@ function usage(error) {
 }
 
 function parseArgs(argv) {
-  const o = { requests: 20_000, json: false, model: false }
+  const o = { requests: 20_000, rounds: DEFAULT_ROUNDS, json: false, model: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--json') o.json = true
@@ -64,6 +65,11 @@ function parseArgs(argv) {
       const n = Number(v)
       if (!Number.isInteger(n) || n < BATCH) usage(`--requests expects an integer >= ${BATCH}, got ${JSON.stringify(v ?? '')}`)
       o.requests = n
+    } else if (a === '--rounds' || a.startsWith('--rounds=')) {
+      const v = a.includes('=') ? a.slice(a.indexOf('=') + 1) : argv[++i]
+      const n = Number(v)
+      if (!Number.isInteger(n) || n < 3 || n > 99 || n % 2 === 0) usage(`--rounds expects an odd integer from 3 to 99, got ${JSON.stringify(v ?? '')}`)
+      o.rounds = n
     } else if (a === '--help' || a === '-h') usage()
     else usage(`unknown argument ${JSON.stringify(a)}`)
   }
@@ -445,7 +451,7 @@ async function main() {
 
     const samples = Object.fromEntries(Object.keys(runners).map((name) => [name, { raw: [], client: [] }]))
     const started = Date.now()
-    for (let round = 1; round <= ROUNDS; round++) {
+    for (let round = 1; round <= opts.rounds; round++) {
       for (const name of Object.keys(runners)) {
         await s.close()
         await s.open()
@@ -455,7 +461,7 @@ async function main() {
           samples[name][side].push(counts[name] / seconds)
         }
       }
-      log(`round ${round}/${ROUNDS} done (${((Date.now() - started) / 1000).toFixed(1)} s)`)
+      log(`round ${round}/${opts.rounds} done (${((Date.now() - started) / 1000).toFixed(1)} s)`)
     }
 
     const results = Object.keys(samples).map((name) => {
@@ -479,11 +485,11 @@ async function main() {
     // API must hand out
     const ratioOf = (name) => results.find((r) => r.scenario === name).ratio
     const vsModel = opts.model ? Number((ratioOf('batch64') / ratioOf('modelPromises')).toFixed(3)) : undefined
-    const meta = { memcached: server.version, node: process.version, rounds: ROUNDS, batch: BATCH, requests: opts.requests }
+    const meta = { memcached: server.version, node: process.version, rounds: opts.rounds, batch: BATCH, requests: opts.requests }
     if (opts.json) {
       console.log(JSON.stringify({ ...meta, results, ...(vsModel !== undefined && { clientVsPromiseModel: vsModel }) }, null, 2))
     } else {
-      console.log(`${server.version}, node ${process.version}, ${ROUNDS} interleaved rounds, medians; ratio = client/raw ops/s`)
+      console.log(`${server.version}, node ${process.version}, ${opts.rounds} interleaved rounds, medians; ratio = client/raw ops/s`)
       const rows = [
         ['scenario', 'requests', 'raw ops/s', 'client ops/s', 'raw µs', 'client µs', 'client/raw'],
         ...results.map((r) => [

@@ -71,15 +71,26 @@ type Expect = 'meta' | 'stats' | 'version' | 'auth'
 
 interface Pending {
   readonly expect: Expect
-  /** The `O` token sent (its text: opaqueText), none for `mn` and the handshake. */
+  /** The `O` token sent, none for `mn` and the handshake. */
   readonly opaque: number | undefined
   readonly resolve: (reply: Reply) => void
   readonly reject: (err: MemcachedLockError) => void
   /** Time allowed for the reply, counted from the socket write. */
-  timeoutMs: number
-  /** performance.now() by which the reply must be in; set when the request is written. */
-  deadline: number
+  readonly timeoutMs: number
+  /** The socket write that carries the request (set when it is queued; its time when written). */
+  sent: WriteTime
 }
+
+/**
+ * When one socket write went out (performance.now()), shared by the requests it carries: one
+ * clock read and one number per write, not one per request. NaN until written.
+ */
+class WriteTime {
+  at = Number.NaN
+}
+
+/** The write of requests not queued yet. */
+const UNSENT = new WriteTime()
 
 interface Queued {
   readonly text: string
@@ -87,18 +98,13 @@ interface Queued {
 }
 
 /**
- * `O` tokens cycle through 1..OPAQUE_CYCLE-1, made into strings once (a number-to-string
- * conversion per request was a measurable part of a request's cost). Replies are matched in
- * order and each is checked against its own token, so a reply stream out of step by fewer than
- * OPAQUE_CYCLE-1 replies is caught at its first reply; a shift by exactly that many would need
- * as many requests in flight on one connection.
+ * `O` tokens cycle through 1..OPAQUE_CYCLE-1 (the encoder makes each token's line end once, so a
+ * request costs no number-to-string conversion). Replies are matched in order and each is checked
+ * against its own token, so a reply stream out of step by fewer than OPAQUE_CYCLE-1 replies is
+ * caught at its first reply; a shift by exactly that many would need as many requests in flight
+ * on one connection.
  */
 const OPAQUE_CYCLE = 4096
-const OPAQUE_TEXT: string[] = []
-
-function opaqueText(token: number): string {
-  return (OPAQUE_TEXT[token] ??= String(token))
-}
 
 /**
  * Every request's promise is made with this one executor, which leaves the promise's resolving
@@ -152,7 +158,10 @@ export class Connection extends EventEmitter {
   #inflightHead = 0
   /** Requests made while connecting: written once the handshake is done. */
   #waiting: Queued[] = []
-  #outbox: string[] = []
+  /** The text of the requests queued for the next write, how many they are, and that write's time. */
+  #outText = ''
+  #outCount = 0
+  #outTime = UNSENT
   #timer: NodeJS.Timeout | null = null
   #reconnectTimer: NodeJS.Timeout | null = null
   #attempt = 0
@@ -215,25 +224,25 @@ export class Connection extends EventEmitter {
   /** `ms`: meta set. */
   metaSet(key: WireKey, value: string, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaSet(key, value, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaSet(key, value, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `mg`: meta get. */
   metaGet(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaGet(key, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaGet(key, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `md`: meta delete. */
   metaDelete(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaDelete(key, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaDelete(key, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `ma`: meta arithmetic. */
   metaArithmetic(key: WireKey, flags: readonly string[]): Promise<MetaReply> {
     const o = this.#nextOpaque()
-    return this.#request(encodeMetaArithmetic(key, flags, opaqueText(o)), 'meta', o) as Promise<MetaReply>
+    return this.#request(encodeMetaArithmetic(key, flags, o), 'meta', o) as Promise<MetaReply>
   }
 
   /** `mn`: resolves once every earlier request has been answered. */
@@ -275,14 +284,14 @@ export class Connection extends EventEmitter {
     }
   }
 
-  /** The next `O` token (its text: opaqueText). */
+  /** The next `O` token. */
   #nextOpaque(): number {
     return (this.#opaque = this.#opaque >= OPAQUE_CYCLE - 1 ? 1 : this.#opaque + 1)
   }
 
   #request(text: string, expect: Expect, opaque: number | undefined): Promise<Reply> {
     const promise = new Promise<Reply>(keepResolvers)
-    const pending: Pending = { expect, opaque, resolve: keptResolve, reject: keptReject, timeoutMs: this.#opts.requestTimeoutMs, deadline: 0 }
+    const pending: Pending = { expect, opaque, resolve: keptResolve, reject: keptReject, timeoutMs: this.#opts.requestTimeoutMs, sent: UNSENT }
     switch (this.#state) {
       case 'ready':
         this.#write(text, pending)
@@ -319,32 +328,33 @@ export class Connection extends EventEmitter {
    * them while this thread makes the rest, and what is left at the end of the turn goes out then
    * (64 requests: two writes of 32; 100: 32, 32, 32 and 4). The first request after a write
    * schedules the next one (a flush that finds nothing to write returns: after a slice, or after
-   * #failInflight emptied the outbox).
+   * #failInflight emptied the queue). The texts are joined as they come (`+=`, which V8 keeps as
+   * a rope that the socket write flattens once), not gathered in an array for `join`, which cost
+   * more.
    */
   #write(text: string, pending: Pending): void {
     this.#inflight.push(pending)
-    const queued = this.#outbox.push(text)
-    if (queued === 1) process.nextTick(this.#flush)
-    else if (queued >= WRITE_SLICE) this.#flush()
+    if (this.#outCount === 0) {
+      this.#outText = text
+      this.#outTime = new WriteTime()
+      process.nextTick(this.#flush)
+    } else {
+      this.#outText += text
+    }
+    pending.sent = this.#outTime
+    if (++this.#outCount >= WRITE_SLICE) this.#flush()
   }
 
-  /**
-   * Writes the queued requests (the newest in flight) and starts their reply clocks (one clock
-   * read per write, not one per request).
-   */
+  /** Writes the queued requests (the newest in flight) and starts their reply clocks. */
   readonly #flush = (): void => {
-    const n = this.#outbox.length
-    if (n === 0) return
-    const text = n === 1 ? (this.#outbox[0] as string) : this.#outbox.join('')
-    this.#outbox = []
+    if (this.#outCount === 0) return
+    const text = this.#outText
+    const time = this.#outTime
+    this.#outText = ''
+    this.#outCount = 0
     const sock = this.#socket
     if (sock && !sock.destroyed) sock.write(text)
-    const now = performance.now()
-    const inflight = this.#inflight
-    for (let i = inflight.length - n; i < inflight.length; i++) {
-      const p = inflight[i] as Pending
-      p.deadline = now + p.timeoutMs
-    }
+    time.at = performance.now()
     if (this.#timer === null) this.#armTimer()
   }
 
@@ -354,7 +364,7 @@ export class Connection extends EventEmitter {
       this.#timer = null
       return
     }
-    const delay = Math.max(0, head.deadline - performance.now())
+    const delay = Math.max(0, head.sent.at + head.timeoutMs - performance.now())
     this.#timer = setTimeout(this.#onTimer, Math.ceil(delay) + 1)
     this.#timer.unref()
   }
@@ -363,7 +373,7 @@ export class Connection extends EventEmitter {
     this.#timer = null
     const head = this.#inflight[this.#inflightHead]
     if (!head) return
-    if (performance.now() >= head.deadline) {
+    if (performance.now() >= head.sent.at + head.timeoutMs) {
       const err = new RequestTimeoutError(
         `memcached server ${this.name} did not answer within ${this.#opts.requestTimeoutMs} ms`,
         this.name,
@@ -502,7 +512,7 @@ export class Connection extends EventEmitter {
   #handshakeRequest(text: string, expect: Expect): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       // the handshake is bounded by connectTimeoutMs (its own timer in #open), not requestTimeoutMs
-      this.#write(text, { expect, opaque: undefined, resolve, reject, timeoutMs: this.#opts.connectTimeoutMs, deadline: 0 })
+      this.#write(text, { expect, opaque: undefined, resolve, reject, timeoutMs: this.#opts.connectTimeoutMs, sent: UNSENT })
     })
   }
 
@@ -635,7 +645,8 @@ export class Connection extends EventEmitter {
     const head = this.#inflightHead
     this.#inflight = []
     this.#inflightHead = 0
-    this.#outbox = []
+    this.#outText = ''
+    this.#outCount = 0
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
     for (let i = head; i < inflight.length; i++) (inflight[i] as Pending).reject(err)

@@ -1,7 +1,8 @@
 /**
  * Encoders for the memcached commands the library uses. Pure: strings in, the exact request
  * text out. Keys must come from {@link encodeKey}; flags are single tokens such as `T30`, `c`,
- * `C123`, `b`; `opaque` appends `O<opaque>` last. Nothing here touches a socket.
+ * `C123`, `b`; `opaque` (a non-negative integer) appends `O<opaque>` last. Nothing here touches
+ * a socket.
  */
 import type { WireKey } from './keys.js'
 
@@ -29,31 +30,45 @@ function flagsText(flags: readonly string[]): string {
   return (lastFlagsText = ' ' + flags.join(' '))
 }
 
-function withFlags(head: string, key: WireKey, flags: readonly string[], opaque?: string): string {
-  let s = key.base64 ? head + ' b' : head
-  if (flags.length > 0) s += flagsText(flags)
-  if (opaque !== undefined) s += ' O' + opaque
-  return s
+/** Line ends ` O<n>\r\n` made so far, by `n` (for the tokens below LINE_END_CACHE). */
+const LINE_END_CACHE = 65_536
+const opaqueLineEnds: string[] = []
+
+/**
+ * ` O<opaque>\r\n`, or `\r\n` without an opaque. A connection cycles through a few thousand
+ * tokens, so each line end is made once and reused: one string joined per request instead of
+ * three (the number's text, ` O` before it, the CRLF after it).
+ */
+function lineEnd(opaque: number | undefined): string {
+  if (opaque === undefined) return CRLF
+  if ((opaque >>> 0) === opaque && opaque < LINE_END_CACHE) return (opaqueLineEnds[opaque] ??= ' O' + opaque + CRLF)
+  return ' O' + opaque + CRLF
+}
+
+/** `<head>[ b][ flags...][ O<opaque>]\r\n`. */
+function line(head: string, key: WireKey, flags: readonly string[], opaque: number | undefined): string {
+  const s = key.base64 ? head + ' b' : head
+  return (flags.length > 0 ? s + flagsText(flags) : s) + lineEnd(opaque)
 }
 
 /** `ms <key> <datalen> <flags>*\r\n<data>\r\n`: a meta set. `value` is sent as UTF-8. */
-export function encodeMetaSet(key: WireKey, value: string, flags: readonly string[], opaque?: string): string {
-  return withFlags('ms ' + key.wire + ' ' + Buffer.byteLength(value, 'utf8'), key, flags, opaque) + CRLF + value + CRLF
+export function encodeMetaSet(key: WireKey, value: string, flags: readonly string[], opaque?: number): string {
+  return line('ms ' + key.wire + ' ' + Buffer.byteLength(value, 'utf8'), key, flags, opaque) + value + CRLF
 }
 
 /** `mg <key> <flags>*\r\n`: a meta get. */
-export function encodeMetaGet(key: WireKey, flags: readonly string[], opaque?: string): string {
-  return withFlags('mg ' + key.wire, key, flags, opaque) + CRLF
+export function encodeMetaGet(key: WireKey, flags: readonly string[], opaque?: number): string {
+  return line('mg ' + key.wire, key, flags, opaque)
 }
 
 /** `md <key> <flags>*\r\n`: a meta delete. */
-export function encodeMetaDelete(key: WireKey, flags: readonly string[], opaque?: string): string {
-  return withFlags('md ' + key.wire, key, flags, opaque) + CRLF
+export function encodeMetaDelete(key: WireKey, flags: readonly string[], opaque?: number): string {
+  return line('md ' + key.wire, key, flags, opaque)
 }
 
 /** `ma <key> <flags>*\r\n`: a meta arithmetic. */
-export function encodeMetaArithmetic(key: WireKey, flags: readonly string[], opaque?: string): string {
-  return withFlags('ma ' + key.wire, key, flags, opaque) + CRLF
+export function encodeMetaArithmetic(key: WireKey, flags: readonly string[], opaque?: number): string {
+  return line('ma ' + key.wire, key, flags, opaque)
 }
 
 /** `mn\r\n`: meta no-op; the server answers `MN` after every earlier reply (and flushes). */

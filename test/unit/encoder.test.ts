@@ -81,6 +81,22 @@ describe('encoder', () => {
     assert.equal(encodeMetaSet(raw, 'x', ['v']), 'ms lock:a 1 v\r\nx\r\n')
   })
 
+  test('encoder - the opaque argument comes last, after the b flag and the flags, for every meta command', () => {
+    assert.equal(encodeMetaGet(raw, ['v', 'c'], 7), 'mg lock:a v c O7\r\n')
+    assert.equal(encodeMetaGet(b64, [], 4095), 'mg YmluIGtleQ== b O4095\r\n')
+    assert.equal(encodeMetaDelete(raw, ['C4'], 1), 'md lock:a C4 O1\r\n')
+    assert.equal(encodeMetaArithmetic(b64, ['MI'], 0), 'ma YmluIGtleQ== b MI O0\r\n')
+    assert.equal(encodeMetaSet(raw, 'v1', ['T30'], 12), 'ms lock:a 2 T30 O12\r\nv1\r\n')
+  })
+
+  test('encoder - an opaque gives the same text whether its line end is made or reused, in and beyond the cache', () => {
+    for (const opaque of [0, 1, 9, 10, 4096, 65_535, 65_536, 1_000_000, 2 ** 32 - 1]) {
+      const want = `mg lock:a v O${opaque}\r\n`
+      assert.equal(encodeMetaGet(raw, ['v'], opaque), want)
+      assert.equal(encodeMetaGet(raw, ['v'], opaque), want)
+    }
+  })
+
   test('encoder - mg with no flags', () => {
     assert.equal(encodeMetaGet(raw, []), 'mg lock:a\r\n')
   })
