@@ -129,6 +129,9 @@ function keepResolvers(resolve: (reply: Reply) => void, reject: (err: MemcachedL
  */
 const WRITE_SLICE = 32
 
+/** Slots of the in-flight array kept for the next burst once everything is answered (a larger array is let go). */
+const INFLIGHT_KEPT = 4096
+
 /** Bytes read from the socket at once (plain TCP reads into one buffer per connection, see #open). */
 const READ_BUFFER_BYTES = 64 * 1024
 
@@ -153,9 +156,15 @@ export class Connection extends EventEmitter {
   #decoder = new ReplyDecoder()
   /** Plain TCP reads land here (no Buffer per read); the decoder copies what it keeps. */
   #readBuffer: Buffer | null = null
-  /** Requests written, waiting for replies, oldest first; answered ones are cleared to undefined. */
+  /**
+   * Requests written, waiting for replies, oldest first: slots `#inflightHead` to `#inflightEnd`.
+   * Every other slot is undefined (answered ones are cleared at once), and the array keeps its
+   * length when everything is answered, so the next burst reuses its slots instead of growing it
+   * again (up to INFLIGHT_KEPT slots are kept).
+   */
   #inflight: (Pending | undefined)[] = []
   #inflightHead = 0
+  #inflightEnd = 0
   /** Requests made while connecting: written once the handshake is done. */
   #waiting: Queued[] = []
   /** The text of the requests queued for the next write, how many they are, and that write's time. */
@@ -333,7 +342,7 @@ export class Connection extends EventEmitter {
    * more.
    */
   #write(text: string, pending: Pending): void {
-    this.#inflight.push(pending)
+    this.#inflight[this.#inflightEnd++] = pending
     if (this.#outCount === 0) {
       this.#outText = text
       this.#outTime = new WriteTime()
@@ -379,7 +388,7 @@ export class Connection extends EventEmitter {
         this.name,
         this.#opts.requestTimeoutMs,
       )
-      this.#inflightHead++
+      this.#inflight[this.#inflightHead++] = undefined
       head.reject(err)
       // the reply may still come and would be matched to the wrong request: drop the stream
       this.#drop(err)
@@ -574,17 +583,19 @@ export class Connection extends EventEmitter {
     if (garbage) {
       const head = this.#inflight[this.#inflightHead]
       if (head) {
-        this.#inflightHead++
+        this.#inflight[this.#inflightHead++] = undefined
         head.reject(garbage)
       }
       this.#drop(garbage)
       return
     }
-    if (this.#inflightHead === this.#inflight.length) {
-      this.#inflight.length = 0
-      this.#inflightHead = 0
-    } else if (this.#inflightHead > 1024 && this.#inflightHead * 2 > this.#inflight.length) {
-      this.#inflight = this.#inflight.slice(this.#inflightHead)
+    const head = this.#inflightHead
+    if (head === this.#inflightEnd) {
+      this.#inflightHead = this.#inflightEnd = 0
+      if (this.#inflight.length > INFLIGHT_KEPT) this.#inflight = []
+    } else if (head > 1024 && head * 2 > this.#inflightEnd) {
+      this.#inflight = this.#inflight.slice(head, this.#inflightEnd)
+      this.#inflightEnd -= head
       this.#inflightHead = 0
     }
   }
@@ -643,13 +654,14 @@ export class Connection extends EventEmitter {
   #failInflight(err: MemcachedLockError): void {
     const inflight = this.#inflight
     const head = this.#inflightHead
+    const end = this.#inflightEnd
     this.#inflight = []
-    this.#inflightHead = 0
+    this.#inflightHead = this.#inflightEnd = 0
     this.#outText = ''
     this.#outCount = 0
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
-    for (let i = head; i < inflight.length; i++) (inflight[i] as Pending).reject(err)
+    for (let i = head; i < end; i++) (inflight[i] as Pending).reject(err)
   }
 
   #setState(state: ConnectionState): void {

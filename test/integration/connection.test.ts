@@ -1060,6 +1060,25 @@ describe('Connection - fake server', () => {
     })
   })
 
+  test('connection - after bursts are answered, their kept slots neither answer a reply nobody asked for nor lose a request', async () => {
+    await withFake(fakeMemcached(answerMiss), async (conn, fake) => {
+      await conn.connect()
+      // two bursts of different sizes: the second reuses the first one's slots, then ends short of them
+      for (const size of [64, 40]) {
+        const replies = await Promise.all(Array.from({ length: size }, (_, i) => conn.metaGet(uniqueKey(`kept-${size}-${i}`), ['v'])))
+        assert.deepEqual(
+          replies.map((r) => r.status),
+          Array.from({ length: size }, () => 'EN'),
+        )
+      }
+      assert.equal((await conn.metaNoop()).status, 'MN')
+      const down = waitForEvent<[Error]>(conn, 'down')
+      ;(fake.connections[0] as net.Socket).write('MN\r\n')
+      const [err] = await down
+      assertError(err.cause, ProtocolError, 'ERR_PROTOCOL', /nobody asked for/)
+    })
+  })
+
   test('connection - CLIENT_ERROR is a ServerError and the connection is closed', async () => {
     await withFake(fakeMemcached((line) => (line.startsWith('mg ') ? 'CLIENT_ERROR bad command line format\r\n' : answerMiss(line))), async (conn, fake) => {
       await conn.connect()
