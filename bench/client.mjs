@@ -6,9 +6,10 @@
 //
 // Starts its own memcached (from PATH, or $MEMCACHED_BIN) on a free loopback port and stops it
 // by PID at the end, also on errors and signals. Three measurements, each interleaved over 9
-// rounds (--rounds: more rounds give steadier medians) (raw then client, client then raw, ...), on fresh connections for both sides in every
-// round (memcached gives each connection one of its worker threads, and where the kernel runs
-// that thread moves the round trip a lot on a small VM), medians reported:
+// rounds by default (raw then client, client then raw, ...; more with --rounds give steadier
+// medians), on fresh connections for both sides in every round (memcached gives each connection
+// one of its worker threads, and where the kernel runs that thread moves the round trip a lot on
+// a small VM), medians reported:
 //   sequential  one `mg <k> v c t` at a time: a raw net.Socket loop vs `await conn.metaGet()`
 //   batch64     64 requests at a time: raw = 64 `mg` in ONE write, then wait for 64 replies;
 //               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)

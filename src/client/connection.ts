@@ -1,7 +1,7 @@
 /**
  * One server, one socket, many requests in flight. Requests are written in order (the requests
- * made in one turn of the event loop share socket writes, 32 at most: see #write) and replies are matched
- * to them in order, with the `O` opaque token checked on every meta reply. The connection
+ * made in one turn of the event loop share socket writes, 32 at most: see #write) and replies
+ * are matched to them in order, with the `O` opaque token checked on every meta reply. The connection
  * reconnects by itself with capped, jittered backoff and reads the server's identity (`stats`:
  * pid and boot epoch) every time it connects, so upper layers can tell a restart from a blip.
  */
@@ -91,6 +91,11 @@ class WriteTime {
 
 /** The write of requests not queued yet. */
 const UNSENT = new WriteTime()
+
+/** performance.now() by which a written request's reply must be in. */
+function deadlineOf(p: Pending): number {
+  return p.sent.at + p.timeoutMs
+}
 
 interface Queued {
   readonly text: string
@@ -373,7 +378,7 @@ export class Connection extends EventEmitter {
       this.#timer = null
       return
     }
-    const delay = Math.max(0, head.sent.at + head.timeoutMs - performance.now())
+    const delay = Math.max(0, deadlineOf(head) - performance.now())
     this.#timer = setTimeout(this.#onTimer, Math.ceil(delay) + 1)
     this.#timer.unref()
   }
@@ -382,13 +387,13 @@ export class Connection extends EventEmitter {
     this.#timer = null
     const head = this.#inflight[this.#inflightHead]
     if (!head) return
-    if (performance.now() >= head.sent.at + head.timeoutMs) {
+    if (performance.now() >= deadlineOf(head)) {
       const err = new RequestTimeoutError(
         `memcached server ${this.name} did not answer within ${this.#opts.requestTimeoutMs} ms`,
         this.name,
         this.#opts.requestTimeoutMs,
       )
-      this.#inflight[this.#inflightHead++] = undefined
+      this.#takeHead()
       head.reject(err)
       // the reply may still come and would be matched to the wrong request: drop the stream
       this.#drop(err)
@@ -561,13 +566,11 @@ export class Connection extends EventEmitter {
       garbage = err as ProtocolError
     }
     for (const reply of replies) {
-      const p = this.#inflight[this.#inflightHead]
+      const p = this.#takeHead()
       if (!p) {
         this.#drop(new ProtocolError(`memcached at ${this.name} sent a reply nobody asked for (${reply.kind})`))
         return
       }
-      // an answered request is let go at once (not kept until the queue is compacted)
-      this.#inflight[this.#inflightHead++] = undefined
       const err = this.#check(p, reply)
       if (err) {
         p.reject(err)
@@ -581,11 +584,7 @@ export class Connection extends EventEmitter {
       }
     }
     if (garbage) {
-      const head = this.#inflight[this.#inflightHead]
-      if (head) {
-        this.#inflight[this.#inflightHead++] = undefined
-        head.reject(garbage)
-      }
+      this.#takeHead()?.reject(garbage)
       this.#drop(garbage)
       return
     }
@@ -598,6 +597,16 @@ export class Connection extends EventEmitter {
       this.#inflightEnd -= head
       this.#inflightHead = 0
     }
+  }
+
+  /**
+   * The oldest request in flight, taken out of the queue (its slot cleared at once, so a kept
+   * slot never holds a request that is no longer in flight), or undefined when none is.
+   */
+  #takeHead(): Pending | undefined {
+    const p = this.#inflight[this.#inflightHead]
+    if (p) this.#inflight[this.#inflightHead++] = undefined
+    return p
   }
 
   #check(p: Pending, reply: Reply): MemcachedLockError | null {

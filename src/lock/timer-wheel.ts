@@ -1,9 +1,9 @@
 /**
  * One timer for many handles. Renewals and expiry checks are put in 20 ms buckets and a single
  * `setTimeout` fires the earliest bucket, so 10k held locks cost one timer, and the renewals due
- * together share socket writes (the connection's batching). Buckets round *down*: a job may run up to one tick early,
- * never late (renewing early and checking expiry early are both safe). The timer is unref'd: held
- * locks alone do not keep a process alive.
+ * together share socket writes (the connection's batching). Buckets round *down*: a job may run
+ * up to one tick early, never late (renewing early and checking expiry early are both safe). The
+ * timer is unref'd: held locks alone do not keep a process alive.
  */
 export interface WheelJob {
   /** @internal bucket the job is in, or NaN when not scheduled */
