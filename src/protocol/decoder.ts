@@ -18,8 +18,8 @@ export type MetaFlags = Record<string, string>
  * are built on first access (most replies are judged by their status alone), so they are
  * getters: `{ ...reply }` and `structuredClone(reply)` do not copy them, `reply.toJSON()` (and
  * `JSON.stringify`, `console.log`) give the plain record. Read what you need and drop the
- * reply: until its flags or value are read, a reply holds the text of the chunk it came in
- * (up to the connection's 64 KiB read).
+ * reply: it holds a copy of the bytes it came with (its own, or at most 16 KiB shared with the
+ * replies next to it), as a value taken from it does.
  */
 export interface MetaReply {
   readonly kind: 'meta'
@@ -73,27 +73,31 @@ const SHARED_COPY = 16384
 const WORDS = new Set(['STORED', 'NOT_STORED', 'OK', 'EXISTS', 'NOT_FOUND', 'DELETED', 'TOUCHED', 'RESET'])
 
 /**
- * Each push turns the buffered bytes into one latin1 string (one call into C++ per chunk, not one
- * per line or flag) and parses lines from it in JS; latin1 maps byte i to character i, so a
- * value's bytes are cut from the buffer at the offsets found in the string. Small values are
- * views of a shared copy of those bytes. The decoder never keeps the caller's chunk past `push`:
- * the caller may reuse its memory (the connection reads every chunk into one buffer).
+ * Meta replies, the hot path, are parsed from the bytes in JS: the line end is found with
+ * `Buffer#indexOf` and the status, length and flags are read byte by byte. What a meta reply
+ * keeps (its flags text, a small value) is in one copy of the bytes, made once per push and
+ * shared by the replies it holds; text is made only from the bytes a reader asks for (a reply's
+ * flags, an error message, a line that is not a meta reply). Until session 11 each push turned
+ * all its bytes into a latin1 string as well, which cost one more copy of every chunk.
+ * The decoder never keeps the caller's chunk past `push`: the caller may reuse its memory (the
+ * connection reads every chunk into one buffer).
  */
 export class ReplyDecoder {
   readonly #maxLine: number
   readonly #maxValue: number
   #buf: Buffer = EMPTY
-  /** `#buf` as latin1: same offsets. */
-  #text = ''
   #pos = 0
   #stats: Record<string, string> | null = null
   /** A `VA` whose value is still arriving: its bytes so far, and how many the reply needs in all. */
   #parts: Buffer[] = []
   #partsBytes = 0
   #need = 0
-  /** The copy that small values of this push are views of, and the offset in `#buf` it starts at. */
-  #values: Buffer | null = null
-  #valuesFrom = 0
+  /**
+   * The copy of bytes of this push that its meta replies keep (flags, small values), and the
+   * offset in `#buf` it starts at.
+   */
+  #copy: Buffer | null = null
+  #copyFrom = 0
   #failed: ProtocolError | null = null
 
   constructor(limits: DecoderLimits = {}) {
@@ -126,7 +130,6 @@ export class ReplyDecoder {
       this.#buf = this.#pos < this.#buf.length ? Buffer.concat([this.#buf.subarray(this.#pos), chunk]) : chunk
     }
     this.#pos = 0
-    this.#text = this.#buf.toString('latin1')
     try {
       for (;;) {
         const reply = this.#next()
@@ -137,8 +140,7 @@ export class ReplyDecoder {
       this.#failed = err as ProtocolError
       throw err
     } finally {
-      this.#text = ''
-      this.#values = null
+      this.#copy = null
     }
     // what is left is the start of a reply: keep a copy, not a view of the caller's chunk
     this.#buf = this.#pos >= this.#buf.length ? EMPTY : Buffer.from(this.#buf.subarray(this.#pos))
@@ -148,20 +150,20 @@ export class ReplyDecoder {
 
   /** Parses one reply: a reply, `null` for a consumed STAT line, `undefined` when more bytes are needed. */
   #next(): Reply | null | undefined {
-    const text = this.#text
+    const buf = this.#buf
     const start = this.#pos
-    const lf = text.indexOf('\n', start)
+    const lf = buf.indexOf(LF, start)
     if (lf === -1) {
-      if (text.length - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
+      if (buf.length - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
       return undefined
     }
     if (lf - start > this.#maxLine) throw new ProtocolError(`reply line longer than ${this.#maxLine} bytes`)
-    if (lf === start || this.#buf[lf - 1] !== CR) throw new ProtocolError(`reply line not ended by CRLF: ${clip(text.slice(start, lf))}`)
+    if (lf === start || buf[lf - 1] !== CR) throw new ProtocolError(`reply line not ended by CRLF: ${clip(buf.toString('latin1', start, lf))}`)
     if (this.#stats === null) {
-      const fast = this.#meta(text, start, lf)
+      const fast = this.#meta(buf, start, lf)
       if (fast !== null) return fast
     }
-    const line = text.slice(start, lf - 1)
+    const line = buf.toString('latin1', start, lf - 1)
 
     if (this.#stats !== null) {
       if (line === 'END') {
@@ -197,10 +199,7 @@ export class ReplyDecoder {
    * The hot path: a meta reply (`HD`, `VA <len>`, `NS`...) parsed in place. Returns null when the
    * line is not a meta reply (the general path decides), undefined when a `VA` value is still incomplete.
    */
-  #meta(text: string, start: number, lf: number): MetaReply | undefined | null {
-    // bytes are read from the buffer, not the text: same offsets, and indexing a Buffer costs a
-    // third of String#charCodeAt (measured on the 2.1 GHz Xeon VM); the text serves indexOf and slices
-    const buf = this.#buf
+  #meta(buf: Buffer, start: number, lf: number): MetaReply | undefined | null {
     const end = lf - 1 // the CR
     if (end - start < 2) return null
     const after = start + 2 === end ? CR : buf[start + 2]
@@ -208,8 +207,12 @@ export class ReplyDecoder {
     const status = metaStatus(buf[start] as number, buf[start + 1] as number)
     if (status === null) return null
     if (status !== 'VA') {
+      const opaque = checkFlags(buf, start + 2, end)
       this.#pos = lf + 1
-      return new DecodedMetaReply(status, text, start + 2, end, checkFlags(buf, text, start + 2, end), null, 0, 0)
+      if (end === start + 2) return new DecodedMetaReply(status, opaque, null, 0, 0, undefined, 0, -1)
+      const copy = this.#copyOf(start + 2, end, buf.length)
+      const at = this.#copyFrom
+      return new DecodedMetaReply(status, opaque, copy, start + 2 - at, end - at, undefined, 0, -1)
     }
     let i = start + 3
     let len = 0
@@ -220,7 +223,7 @@ export class ReplyDecoder {
       len = len * 10 + (d - 0x30)
     }
     if (i === digitsFrom || i - digitsFrom > 10 || (i < end && buf[i] !== SP)) {
-      throw new ProtocolError(`bad VA length: ${clip(text.slice(start, end))}`)
+      throw new ProtocolError(`bad VA length: ${clip(buf.toString('latin1', start, end))}`)
     }
     if (len > this.#maxValue) throw new ProtocolError(`value of ${len} bytes is larger than the ${this.#maxValue}-byte limit`)
     const dataStart = lf + 1
@@ -235,22 +238,38 @@ export class ReplyDecoder {
       return undefined
     }
     if (buf[dataEnd] !== CR || buf[dataEnd + 1] !== LF) throw new ProtocolError('VA value not followed by CRLF')
+    const opaque = checkFlags(buf, i, end)
     this.#pos = dataEnd + 2
     if (len > SMALL_VALUE) {
       const own = Buffer.allocUnsafe(len)
       buf.copy(own, 0, dataStart, dataEnd)
-      return new DecodedMetaReply('VA', text, i, end, checkFlags(buf, text, i, end), own, 0, len)
+      if (end === i) return new DecodedMetaReply('VA', opaque, null, 0, 0, own, 0, -1)
+      // the flags only: the copy does not take in the large value
+      const copy = this.#copyOf(i, end, end)
+      const at = this.#copyFrom
+      return new DecodedMetaReply('VA', opaque, copy, i - at, end - at, own, 0, -1)
     }
-    // small values are views into one shared copy of the next bytes (one allocation for many
-    // values, not one each; never a view of the caller's chunk; a kept value pins at most SHARED_COPY bytes)
-    let values = this.#values
-    if (values === null || dataEnd > this.#valuesFrom + values.length) {
-      const size = Math.min(buf.length - dataStart, SHARED_COPY)
-      values = this.#values = Buffer.allocUnsafe(size)
-      buf.copy(values, 0, dataStart, dataStart + size)
-      this.#valuesFrom = dataStart
+    // a small value is a view into the shared copy (one allocation for many values, not one each;
+    // never a view of the caller's chunk; a kept value pins at most SHARED_COPY bytes)
+    const copy = this.#copyOf(i, dataEnd, buf.length)
+    const at = this.#copyFrom
+    return new DecodedMetaReply('VA', opaque, copy, i - at, end - at, undefined, dataStart - at, dataEnd - at)
+  }
+
+  /**
+   * The copy holding bytes `from` to `to` of `#buf`: this push's copy when it holds them, or a
+   * new one from `from`, which also takes in the bytes after `to` (up to `limit`, at most
+   * SHARED_COPY bytes in all) for the replies that follow.
+   */
+  #copyOf(from: number, to: number, limit: number): Buffer {
+    let copy = this.#copy
+    if (copy === null || from < this.#copyFrom || to > this.#copyFrom + copy.length) {
+      const size = Math.max(to - from, Math.min(limit - from, SHARED_COPY))
+      copy = this.#copy = Buffer.allocUnsafe(size)
+      this.#buf.copy(copy, 0, from, from + size)
+      this.#copyFrom = from
     }
-    return new DecodedMetaReply('VA', text, i, end, checkFlags(buf, text, i, end), values, dataStart - this.#valuesFrom, dataEnd - this.#valuesFrom)
+    return copy
   }
 
   #addStat(line: string): void {
@@ -284,59 +303,56 @@ function metaStatus(a: number, b: number): MetaStatus | null {
 /**
  * A decoded meta reply. The flags are checked as the reply is decoded (garbage fails the decode,
  * not a later read) and only the `O` token is read then; the record of flags and the value's
- * view are made on first access. Until its flags or value are read, a reply holds the text of
- * the chunk it came in (a reply is meant to be read and dropped, not kept).
+ * view are made on first access, from the copy of the bytes the reply holds (shared with the
+ * replies of the same push, at most SHARED_COPY bytes, or the reply's own).
  */
 class DecodedMetaReply implements MetaReply {
   readonly kind = 'meta'
   readonly status: MetaStatus
   readonly opaque: number | undefined
-  /** The flags part of the line (` c12 t30 O7`) is `#text` from `#flagsFrom` to `#flagsEnd`, until parsed. */
-  #text: string
+  /** The bytes the flags (` c12 t30 O7`, `#flagsFrom..#flagsEnd`) and a small value (`#from..#to`) are in. */
+  readonly #bytes: Buffer | null
   readonly #flagsFrom: number
   readonly #flagsEnd: number
   #flags: MetaFlags | null = null
-  /** The value: bytes `#from..#to` of `#bytes` (a shared copy, or the value's own memory). */
-  #bytes: Buffer | null
+  /** A small value not read yet is `#from..#to` of `#bytes`; `#to` is -1 otherwise. */
   readonly #from: number
-  readonly #to: number
-  #value: Buffer | undefined = undefined
+  #to: number
+  #value: Buffer | undefined
 
   constructor(
     status: MetaStatus,
-    text: string,
-    from: number,
-    end: number,
     opaque: number | undefined,
     bytes: Buffer | null,
+    flagsFrom: number,
+    flagsEnd: number,
+    value: Buffer | undefined,
     valueFrom: number,
     valueTo: number,
   ) {
     this.status = status
     this.opaque = opaque
-    this.#text = text
-    this.#flagsFrom = from
-    this.#flagsEnd = end
     this.#bytes = bytes
+    this.#flagsFrom = flagsFrom
+    this.#flagsEnd = flagsEnd
+    this.#value = value
     this.#from = valueFrom
     this.#to = valueTo
   }
 
   get flags(): MetaFlags {
     if (this.#flags === null) {
-      this.#flags = parseFlags(this.#text, this.#flagsFrom, this.#flagsEnd)
-      this.#text = ''
+      const bytes = this.#bytes
+      this.#flags = bytes === null ? {} : parseFlags(bytes.toString('latin1', this.#flagsFrom, this.#flagsEnd))
     }
     return this.#flags
   }
 
   get value(): Buffer | undefined {
-    const bytes = this.#bytes
-    if (bytes !== null) {
+    if (this.#to >= 0) {
+      const bytes = this.#bytes as Buffer
       this.#value = this.#from === 0 && this.#to === bytes.length ? bytes : bytes.subarray(this.#from, this.#to)
-      this.#bytes = null
-      // a reply kept for its value must not keep the chunk's text as well
-      if (this.#flags === null) void this.flags
+      this.#to = -1
     }
     return this.#value
   }
@@ -355,27 +371,30 @@ class DecodedMetaReply implements MetaReply {
 
 /**
  * Checks flags ` c12 t30 O7 b` in `bytes` between `from` (a space) and `end`: one ASCII letter
- * each, followed by a token of printable characters (`text` is the same bytes as latin1, for
- * error messages). Returns the `O` token as a number (-1 when it is not one of up to 9 digits),
- * if there is one.
+ * each, followed by a token of printable characters. Returns the `O` token as a number (-1 when
+ * it is not one of up to 9 digits), if there is one.
  */
-function checkFlags(bytes: Buffer, text: string, from: number, end: number): number | undefined {
+function checkFlags(bytes: Buffer, from: number, end: number): number | undefined {
   let opaque: number | undefined
   let i = from
   while (i < end) {
-    if (bytes[i] !== SP || i + 1 >= end) throw new ProtocolError(`bad flags in reply: ${clip(text.slice(from, end))}`)
+    if (bytes[i] !== SP || i + 1 >= end) throw badFlags('bad flags in reply', bytes, from, end)
     const letter = bytes[++i] as number
-    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw new ProtocolError(`bad flag in reply: ${clip(text.slice(from, end))}`)
+    if (!((letter >= 65 && letter <= 90) || (letter >= 97 && letter <= 122))) throw badFlags('bad flag in reply', bytes, from, end)
     let j = i + 1
     for (; j < end; j++) {
       const d = bytes[j] as number
       if (d === SP) break
-      if (d < SP || d >= 0x7f) throw new ProtocolError(`bad flag in reply: ${clip(text.slice(from, end))}`)
+      if (d < SP || d >= 0x7f) throw badFlags('bad flag in reply', bytes, from, end)
     }
     if (letter === 0x4f) opaque = digits(bytes, i + 1, j)
     i = j
   }
   return opaque
+}
+
+function badFlags(what: string, bytes: Buffer, from: number, end: number): ProtocolError {
+  return new ProtocolError(`${what}: ${clip(bytes.toString('latin1', from, end))}`)
 }
 
 /** The number written in `bytes` from `from` to `end` (1 to 9 decimal digits), or -1. */
@@ -391,12 +410,13 @@ function digits(bytes: Buffer, from: number, end: number): number {
 }
 
 /** The record of flags already checked by {@link checkFlags}: `' c12 O7 b'` → `{ c: '12', O: '7', b: '' }`. */
-function parseFlags(text: string, from: number, end: number): MetaFlags {
+function parseFlags(text: string): MetaFlags {
   const flags: MetaFlags = {}
-  let i = from
+  const end = text.length
+  let i = 0
   while (i < end) {
     const next = text.indexOf(' ', i + 2)
-    const j = next === -1 || next > end ? end : next
+    const j = next === -1 ? end : next
     flags[text[i + 1] as string] = text.slice(i + 2, j)
     i = j
   }
