@@ -12,11 +12,13 @@
 // a small VM), medians reported:
 //   sequential  one `mg <k> v c t` at a time: a raw net.Socket loop vs `await conn.metaGet()`
 //   batch64     64 requests at a time: raw = 64 `mg` in ONE write, then wait for 64 replies;
-//               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself)
+//               client = Promise.all of 64 `conn.metaGet()` (the client batches them itself,
+//               and keeps the event loop polling for up to 100 µs after such a burst, where the
+//               raw loop sleeps until its replies wake it: see model-poll)
 //   inflight64  64 requests always in flight: raw = every data event that completes k replies
 //               writes k new requests (one write); client = 64 loops of `await conn.metaGet()`
-// With --model, two more rows for reference: the raw loop itself (one write after all 64 requests
-// are made), made to do part of what a client must do (no other change). A client that writes
+// With --model, three more rows for reference: the raw loop itself (one write after all 64
+// requests are made), made to do part of what a client must do (no other change). A client that writes
 // while it still makes requests can beat them: this one writes the first 32 requests of a burst
 // at once and the rest at the end of the turn, so memcached works while the rest are made
 // (sessions 5-7 wrote slices of 20, session 8 one write per turn; docs/PERFORMANCE.md):
@@ -27,6 +29,12 @@
 //   model-costs     15 µs busy-waited before each write (building 64 requests, ~0.23 µs each)
 //                   and 0.2 µs per reply after each data event (decoding): the costs this client
 //                   had before session 5 (docs/PERFORMANCE.md), kept as a reference point
+//   model-poll      the raw loop keeping the event loop polling (a chain of setImmediate) for up
+//                   to 100 µs after its write, as the client does after a burst (burstPollMicros):
+//                   what that technique alone is worth (the output also gives the client's ratio
+//                   over this row's)
+// Every row also gives the CPU time of this process (user + system, process.cpuUsage) per request
+// or batch: polling spends CPU that would otherwise be idle, and the columns show how much.
 import { execFileSync, spawn } from 'node:child_process'
 import { accessSync, constants } from 'node:fs'
 import net from 'node:net'
@@ -45,7 +53,7 @@ function usage(error) {
   const text = `usage: node bench/client.mjs [--requests N] [--rounds N] [--model] [--json]
   --requests N  requests per measurement and round (default 20000; batch64 rounds up to a multiple of 64)
   --rounds N    interleaved rounds, an odd number from 3 to 99 (default ${DEFAULT_ROUNDS}); medians over them
-  --model       also run the raw batch loop with a client's modelled costs (see the file's header)
+  --model       also run the raw batch loop with a client's modelled costs and techniques (see the file's header)
   --json        print one JSON document on stdout instead of the table`
   if (error) {
     console.error(`bench/client: ${error}\n${text}`)
@@ -265,9 +273,21 @@ class RawSocket {
     this.#got = 0
     this.#perReply = model?.perReply ?? 0
     return new Promise((resolve) => {
-      this.#resolve = resolve
+      let done = false
+      this.#resolve = () => {
+        done = true
+        resolve()
+      }
       if (model?.build) busyWait(model.build)
       this.#sock.write(text)
+      if (model?.poll) {
+        // as Connection#poll: a pending immediate keeps libuv from sleeping in epoll_wait
+        const until = performance.now() + model.poll / 1000
+        const poll = () => {
+          if (!done && performance.now() < until) setImmediate(poll)
+        }
+        setImmediate(poll)
+      }
     })
   }
 
@@ -331,10 +351,14 @@ function busyWait(micros) {
   while (performance.now() < until);
 }
 
+/** Wall seconds and CPU seconds (this process, user + system) of `fn`. */
 async function timed(fn) {
+  const c0 = process.cpuUsage()
   const t0 = process.hrtime.bigint()
   await fn()
-  return Number(process.hrtime.bigint() - t0) / 1e9
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu = process.cpuUsage(c0)
+  return { seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 }
 }
 
 function median(values) {
@@ -346,6 +370,8 @@ function median(values) {
 /** Modelled client costs of the --model rows, in µs (the client's before session 5: docs/PERFORMANCE.md). */
 const MODEL_BUILD_US = 15
 const MODEL_DECODE_US_PER_REPLY = 0.2
+/** How long the --model poll row keeps the event loop polling after its write: Connection's default burstPollMicros. */
+const MODEL_POLL_US = 100
 
 /** `s.raw` and `s.conn` are read at each call: they are replaced by fresh connections every round. */
 function makeRunners(s, key, wireKey, model) {
@@ -391,6 +417,12 @@ function makeRunners(s, key, wireKey, model) {
         raw: batchRaw,
         client: async (n) => {
           for (let i = 0; i < n / BATCH; i++) await s.raw.send(batchText, BATCH, { build: MODEL_BUILD_US, perReply: MODEL_DECODE_US_PER_REPLY })
+        },
+      },
+      modelPoll: {
+        raw: batchRaw,
+        client: async (n) => {
+          for (let i = 0; i < n / BATCH; i++) await s.raw.send(batchText, BATCH, { poll: MODEL_POLL_US })
         },
       },
     }),
@@ -442,7 +474,7 @@ async function main() {
 
     const runners = makeRunners(s, key, wireKey, opts.model)
     const batched = Math.ceil(opts.requests / BATCH) * BATCH
-    const counts = { sequential: opts.requests, batch64: batched, modelPromises: batched, modelCosts: batched, inflight64: opts.requests * 4 }
+    const counts = { sequential: opts.requests, batch64: batched, modelPromises: batched, modelCosts: batched, modelPoll: batched, inflight64: opts.requests * 4 }
     const perBatch = (name) => name === 'batch64' || name.startsWith('model')
     // warm-up: JIT and socket buffers, not measured
     for (const name of Object.keys(runners)) {
@@ -450,7 +482,7 @@ async function main() {
       await runners[name].client(Math.min(counts[name], 2048))
     }
 
-    const samples = Object.fromEntries(Object.keys(runners).map((name) => [name, { raw: [], client: [] }]))
+    const samples = Object.fromEntries(Object.keys(runners).map((name) => [name, { raw: [], client: [], rawCpu: [], clientCpu: [] }]))
     const started = Date.now()
     for (let round = 1; round <= opts.rounds; round++) {
       for (const name of Object.keys(runners)) {
@@ -458,8 +490,9 @@ async function main() {
         await s.open()
         for (const side of round % 2 ? ['raw', 'client'] : ['client', 'raw']) {
           await runners[name][side](counts[name]) // the fresh sockets settle: one unmeasured pass
-          const seconds = await timed(() => runners[name][side](counts[name]))
+          const { seconds, cpuSeconds } = await timed(() => runners[name][side](counts[name]))
           samples[name][side].push(counts[name] / seconds)
+          samples[name][`${side}Cpu`].push(cpuSeconds / counts[name])
         }
       }
       log(`round ${round}/${opts.rounds} done (${((Date.now() - started) / 1000).toFixed(1)} s)`)
@@ -468,6 +501,7 @@ async function main() {
     const results = Object.keys(samples).map((name) => {
       const rawOps = median(samples[name].raw)
       const clientOps = median(samples[name].client)
+      const unit = perBatch(name) ? BATCH : 1
       return {
         scenario: name,
         requests: counts[name],
@@ -477,6 +511,9 @@ async function main() {
         rawMicros: Number(((1e6 / rawOps) * (perBatch(name) ? BATCH : 1)).toFixed(1)),
         clientMicros: Number(((1e6 / clientOps) * (perBatch(name) ? BATCH : 1)).toFixed(1)),
         ratio: Number((clientOps / rawOps).toFixed(3)),
+        // CPU time of this process per request or batch, in microseconds (medians over the rounds)
+        rawCpuMicros: Number((median(samples[name].rawCpu) * 1e6 * unit).toFixed(1)),
+        clientCpuMicros: Number((median(samples[name].clientCpu) * 1e6 * unit).toFixed(1)),
         rounds: { raw: samples[name].raw.map(Math.round), client: samples[name].client.map(Math.round) },
       }
     })
@@ -486,19 +523,25 @@ async function main() {
     // API must hand out
     const ratioOf = (name) => results.find((r) => r.scenario === name).ratio
     const vsModel = opts.model ? Number((ratioOf('batch64') / ratioOf('modelPromises')).toFixed(3)) : undefined
+    // and over the ratio of the raw loop that polls after its write as the client does after a
+    // burst: what the client costs beyond that technique
+    const vsPoll = opts.model ? Number((ratioOf('batch64') / ratioOf('modelPoll')).toFixed(3)) : undefined
     const meta = { memcached: server.version, node: process.version, rounds: opts.rounds, batch: BATCH, requests: opts.requests }
     if (opts.json) {
-      console.log(JSON.stringify({ ...meta, results, ...(vsModel !== undefined && { clientVsPromiseModel: vsModel }) }, null, 2))
+      console.log(
+        JSON.stringify({ ...meta, results, ...(vsModel !== undefined && { clientVsPromiseModel: vsModel, clientVsPollModel: vsPoll }) }, null, 2),
+      )
     } else {
       console.log(`${server.version}, node ${process.version}, ${opts.rounds} interleaved rounds, medians; ratio = client/raw ops/s`)
       const rows = [
-        ['scenario', 'requests', 'raw ops/s', 'client ops/s', 'raw µs', 'client µs', 'client/raw'],
+        ['scenario', 'requests', 'raw ops/s', 'client ops/s', 'raw µs', 'client µs', 'client/raw', 'raw cpu µs', 'client cpu µs'],
         ...results.map((r) => [
           {
             sequential: 'sequential mg k v c t',
             batch64: '64 concurrent mg (batches)',
             modelPromises: 'model: raw + a promise per request',
             modelCosts: `model: raw + ${MODEL_BUILD_US} µs + ${MODEL_DECODE_US_PER_REPLY} µs/reply`,
+            modelPoll: `model: raw + polling ${MODEL_POLL_US} µs after the write`,
             inflight64: '64 in flight (continuous)',
           }[r.scenario],
           String(r.requests),
@@ -507,12 +550,15 @@ async function main() {
           `${r.rawMicros}${perBatch(r.scenario) ? '/batch' : '/op'}`,
           `${r.clientMicros}${perBatch(r.scenario) ? '/batch' : '/op'}`,
           r.ratio.toFixed(2),
+          String(r.rawCpuMicros),
+          String(r.clientCpuMicros),
         ]),
       ]
       const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)))
       for (const row of rows) console.log(row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  '))
       if (vsModel !== undefined) {
         console.log(`64 concurrent, client ratio / ratio of the raw loop with a promise per request: ${vsModel.toFixed(2)}`)
+        console.log(`64 concurrent, client ratio / ratio of the raw loop that polls after its write: ${vsPoll.toFixed(2)}`)
       }
     }
   } finally {

@@ -70,6 +70,10 @@ export function resolveStoreOptions(o: MemcachedStoreOptions): ResolvedStoreOpti
   if (o.tls !== undefined && typeof o.tls !== 'boolean' && (typeof o.tls !== 'object' || o.tls === null)) {
     throw new InvalidArgumentError(`tls must be true, false or node:tls connect options, got ${describe(o.tls)}`)
   }
+  const poll = o.burstPollMicros
+  if (poll !== undefined && (typeof poll !== 'number' || !Number.isInteger(poll) || poll < 0 || poll > 10_000)) {
+    throw new InvalidArgumentError(`burstPollMicros must be an integer number of microseconds from 0 to 10000, got ${describe(poll)}`)
+  }
   if (o.reconnectMinDelayMs !== undefined && o.reconnectMaxDelayMs !== undefined && o.reconnectMinDelayMs > o.reconnectMaxDelayMs) {
     throw new InvalidArgumentError(`reconnectMinDelayMs (${o.reconnectMinDelayMs}) must not be greater than reconnectMaxDelayMs (${o.reconnectMaxDelayMs})`)
   }
@@ -92,6 +96,7 @@ export function resolveStoreOptions(o: MemcachedStoreOptions): ResolvedStoreOpti
       auth: o.auth,
       reconnectMinDelayMs: o.reconnectMinDelayMs,
       reconnectMaxDelayMs: o.reconnectMaxDelayMs,
+      burstPollMicros: o.burstPollMicros,
     },
   }
 }

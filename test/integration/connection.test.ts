@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import { after, before, describe, test } from 'node:test'
@@ -393,6 +394,27 @@ describe('Connection - real memcached round trips', () => {
       // the tokens cycle through 1..4095
       if (i > 0) assert.equal(o, previous === 4095 ? 1 : previous + 1, 'consecutive opaques')
     })
+  })
+
+  test('connection - requests keep the AsyncLocalStorage context of their caller, with promises made ahead', async () => {
+    const key = uniqueKey('als')
+    await conn.metaSet(key, 'a', ['T30'])
+    // a burst, then a turn of the event loop: the promises of the next requests are made ahead,
+    // outside any of the contexts below
+    await Promise.all(Array.from({ length: 64 }, () => conn.metaGet(key, ['v'])))
+    await new Promise((resolve) => setImmediate(resolve))
+    const als = new AsyncLocalStorage<string>()
+    const seen = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        als.run(`caller-${i}`, async () => {
+          const r = await conn.metaGet(key, ['v'])
+          const afterAwait = als.getStore()
+          const afterThen = await conn.metaGet(key, ['v']).then(() => als.getStore())
+          return `${r.status} ${afterAwait} ${afterThen}`
+        }),
+      ),
+    )
+    seen.forEach((s, i) => assert.equal(s, `VA caller-${i} caller-${i}`))
   })
 
   test('connection - opaque tokens wrap around after 4095 and every reply still matches its request', async () => {
@@ -1150,6 +1172,22 @@ describe('Connection - fake server', () => {
       await waitForState(conn, 'ready')
       assert.equal((await conn.metaGet(uniqueKey('again'), ['v'])).status, 'EN')
       assert.equal(conn.identity?.pid, 4242)
+    })
+  })
+
+  test('connection - after a burst the event loop polls for a bounded time, then sleeps although replies are still due', async () => {
+    // a hang guard, not a speed test: a poll that never stopped would keep the loop busy (utilization near 1)
+    await withFake(fakeMemcached(() => null), { requestTimeoutMs: 1500, burstPollMicros: 2000 }, async (conn) => {
+      await conn.connect()
+      const requests = Array.from({ length: 64 }, (_, i) => conn.metaGet(uniqueKey(`p${i}`), ['v']))
+      const settled = Promise.allSettled(requests)
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const start = performance.eventLoopUtilization()
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      const busy = performance.eventLoopUtilization(start).utilization
+      assert.ok(busy < 0.5, `event loop utilization ${busy.toFixed(2)} while 64 requests waited unanswered`)
+      const results = await settled
+      assert.ok(results.every((r) => r.status === 'rejected' && (r.reason instanceof RequestTimeoutError || r.reason instanceof ConnectionClosedError)))
     })
   })
 

@@ -833,6 +833,8 @@ describe('arguments', () => {
     assert.throws(() => new Locks({ servers, onWarning: 'x' as never }), INVALID(/onWarning must be a function/));
     assert.throws(() => new Locks({ servers, tls: 'yes' as never }), INVALID(/tls must be true, false or node:tls connect options/));
     assert.throws(() => new Locks({ servers, reconnectMinDelayMs: 500, reconnectMaxDelayMs: 100 }), INVALID(/must not be greater than reconnectMaxDelayMs/));
+    assert.throws(() => new Locks({ servers, burstPollMicros: -1 }), INVALID(/burstPollMicros must be an integer number of microseconds from 0 to 10000, got -1/));
+    assert.throws(() => new Locks({ servers, burstPollMicros: 0.5 }), INVALID(/burstPollMicros must be an integer/));
     assert.throws(() => new Locks({ servers, defaults: 'x' as never }), INVALID(/defaults must be an object/));
     assert.throws(() => a.serializer({ isConflict: () => false, acquire: 'x' as never }), INVALID(/acquire must be an object/));
     assert.throws(() => a.serializer({ isConflict: () => false, batch: null as never }), INVALID(/batch must be false or an object/));
