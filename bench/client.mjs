@@ -508,8 +508,8 @@ async function main() {
         rawOpsPerSec: Math.round(rawOps),
         clientOpsPerSec: Math.round(clientOps),
         // per request (sequential) or per batch of 64 (batch64), in microseconds
-        rawMicros: Number(((1e6 / rawOps) * (perBatch(name) ? BATCH : 1)).toFixed(1)),
-        clientMicros: Number(((1e6 / clientOps) * (perBatch(name) ? BATCH : 1)).toFixed(1)),
+        rawMicros: Number(((1e6 / rawOps) * unit).toFixed(1)),
+        clientMicros: Number(((1e6 / clientOps) * unit).toFixed(1)),
         ratio: Number((clientOps / rawOps).toFixed(3)),
         // CPU time of this process per request or batch, in microseconds (medians over the rounds)
         rawCpuMicros: Number((median(samples[name].rawCpu) * 1e6 * unit).toFixed(1)),

@@ -398,7 +398,8 @@ export class Connection extends EventEmitter {
    * 11). Other callbacks run as usual; it stops at #pollUntil, or as soon as nothing is in flight.
    */
   readonly #poll = (): void => {
-    if (this.#inflightHead !== this.#inflightEnd && this.#socket !== null && performance.now() < this.#pollUntil) {
+    // (nothing is in flight without a socket: #drop and close() fail what was)
+    if (this.#inflightHead !== this.#inflightEnd && performance.now() < this.#pollUntil) {
       setImmediate(this.#poll)
     } else {
       this.#polling = false

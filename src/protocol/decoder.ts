@@ -209,10 +209,7 @@ export class ReplyDecoder {
     if (status !== 'VA') {
       const opaque = checkFlags(buf, start + 2, end)
       this.#pos = lf + 1
-      if (end === start + 2) return new DecodedMetaReply(status, opaque, null, 0, 0, undefined, 0, -1)
-      const copy = this.#copyOf(start + 2, end, buf.length)
-      const at = this.#copyFrom
-      return new DecodedMetaReply(status, opaque, copy, start + 2 - at, end - at, undefined, 0, -1)
+      return this.#reply(status, opaque, start + 2, end, undefined, 0, -1)
     }
     let i = start + 3
     let len = 0
@@ -243,17 +240,33 @@ export class ReplyDecoder {
     if (len > SMALL_VALUE) {
       const own = Buffer.allocUnsafe(len)
       buf.copy(own, 0, dataStart, dataEnd)
-      if (end === i) return new DecodedMetaReply('VA', opaque, null, 0, 0, own, 0, -1)
-      // the flags only: the copy does not take in the large value
-      const copy = this.#copyOf(i, end, end)
-      const at = this.#copyFrom
-      return new DecodedMetaReply('VA', opaque, copy, i - at, end - at, own, 0, -1)
+      return this.#reply('VA', opaque, i, end, own, 0, -1)
     }
-    // a small value is a view into the shared copy (one allocation for many values, not one each;
-    // never a view of the caller's chunk; a kept value pins at most SHARED_COPY bytes)
-    const copy = this.#copyOf(i, dataEnd, buf.length)
+    return this.#reply('VA', opaque, i, end, undefined, dataStart, dataEnd)
+  }
+
+  /**
+   * The reply whose flags are bytes `from..end` of `#buf` and whose value is `own` (a large value's
+   * own memory) or bytes `valueFrom..valueTo` (a small one; `valueTo` -1 when there is none). Flags
+   * and a small value are kept in the shared copy: a small value is a view into it (one allocation
+   * for many values, not one each; never a view of the caller's chunk; a kept value pins at most
+   * SHARED_COPY bytes). A reply with no flags and no small value keeps no bytes, and the copy made
+   * for a large value's flags does not take in the value.
+   */
+  #reply(
+    status: MetaStatus,
+    opaque: number | undefined,
+    from: number,
+    end: number,
+    own: Buffer | undefined,
+    valueFrom: number,
+    valueTo: number,
+  ): MetaReply {
+    const small = valueTo >= 0
+    if (!small && end === from) return new DecodedMetaReply(status, opaque, null, 0, 0, own, 0, -1)
+    const copy = this.#copyOf(from, small ? valueTo : end, own === undefined ? this.#buf.length : end)
     const at = this.#copyFrom
-    return new DecodedMetaReply('VA', opaque, copy, i - at, end - at, undefined, dataStart - at, dataEnd - at)
+    return new DecodedMetaReply(status, opaque, copy, from - at, end - at, own, small ? valueFrom - at : 0, small ? valueTo - at : -1)
   }
 
   /**
